@@ -1,0 +1,3 @@
+from otszmq.cli import main
+
+raise SystemExit(main())

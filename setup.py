@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="otszmq",
+    version="0.1.0",
+    description="A TAK server on a brokerless ZeroMQ pipeline",
+    python_requires=">=3.11",
+    packages=find_packages(include=["otszmq", "otszmq.*"]),
+    package_data={"otszmq": ["py.typed"]},
+    install_requires=[
+        "pyzmq>=26",
+        "uvloop>=0.19",
+        "lxml>=5",
+        "msgpack>=1.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "pytak>=7",
+            "takproto>=2",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "lxml-stubs",
+            "msgpack-types",
+        ],
+    },
+    entry_points={"console_scripts": ["otszmq = otszmq.cli:main"]},
+)
