@@ -1,0 +1,83 @@
+"""The ``otszmq`` command: one sub-command per stage, plus ``serve`` and ``stats``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+
+from otszmq import __version__
+from otszmq.config import Settings, add_arguments, load_settings
+from otszmq.errors import OtszmqError
+
+COMMANDS = {
+    "serve": "run every stage of one node (fan-out, workers, ingest) and supervise them",
+    "ingest": "run one ingest process: client connections in and out",
+    "worker": "run one parser/router worker",
+    "fanout": "run the fan-out proxy",
+    "stats": "print a live snapshot of a running node's counters",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="otszmq", description="A TAK server on ZeroMQ.")
+    parser.add_argument("--version", action="version", version=f"otszmq {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command, help_text in COMMANDS.items():
+        sub = commands.add_parser(command, help=help_text, description=help_text)
+        add_arguments(sub, command)
+        if command == "stats":
+            sub.add_argument("--json", action="store_true", help="print JSON")
+            sub.add_argument("--wait", type=float, default=None,
+                             help="seconds to listen (default: 2.5 stats intervals)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    flags: dict[str, Any] = vars(args)
+    try:
+        settings = load_settings(flags, config_file=args.config)
+        return _run(args.command, settings, args)
+    except OtszmqError as exc:
+        print(f"otszmq {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
+    if command == "serve":
+        from otszmq.runtime import setup_logging
+        from otszmq.supervisor import Supervisor, build_children
+
+        setup_logging(settings, "serve")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return Supervisor(settings, build_children(settings)).run()
+    if command == "ingest":
+        from otszmq.ingest.main import run as run_ingest
+
+        return run_ingest(settings)
+    if command == "worker":
+        from otszmq.workers.main import run as run_worker
+
+        return run_worker(settings)
+    if command == "fanout":
+        from otszmq.fanout.main import run as run_fanout
+
+        return run_fanout(settings)
+    if command == "stats":
+        from otszmq.stats import collect, render
+
+        logging.basicConfig(level=logging.WARNING)
+        wait = args.wait if args.wait is not None else 2.5 * settings.stats_interval
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        try:
+            snapshots = collect(context, settings.fanout_out_endpoint, wait)
+        finally:
+            context.term()
+        render(snapshots, sys.stdout, as_json=args.json)
+        return 0
+    raise AssertionError(command)

@@ -1,0 +1,232 @@
+"""Layered settings: defaults, then a TOML file, then ``OTSZMQ_*`` variables, then flags.
+
+One frozen :class:`Settings` dataclass declares every setting once; its field
+metadata says which commands take it and what it means. From that single table
+come the command-line flags (``--tcp-port``), the environment variables
+(``OTSZMQ_TCP_PORT``) and the TOML keys (``tcp_port``), so they cannot drift
+apart. Values are validated once, at start-up, with errors that name the
+setting and where its bad value came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from otszmq.errors import ConfigError
+
+ENV_PREFIX = "OTSZMQ_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+# Which commands take a setting. `serve` starts every stage, so it takes them all.
+_NODE = frozenset({"serve", "ingest", "worker", "fanout", "stats"})
+_INGEST = frozenset({"serve", "ingest"})
+_WORKER = frozenset({"serve", "worker"})
+_FANOUT = frozenset({"serve", "fanout"})
+
+
+def _opt(default: Any, help_text: str, commands: frozenset[str], *, hidden: bool = False) -> Any:
+    return field(
+        default=default, metadata={"help": help_text, "commands": commands, "hidden": hidden}
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of one otszmq process; stage configs are derived from it."""
+
+    data_dir: Path = _opt(Path("otszmq-data"), "directory for state and ipc sockets", _NODE)
+    log_level: str = _opt("info", "one of " + ", ".join(LOG_LEVELS), _NODE)
+    bind: str = _opt("0.0.0.0", "address the client ports listen on", _INGEST)
+    tcp_port: int = _opt(8088, "plain TCP CoT port (0: off)", _INGEST)
+    workers: int = _opt(0, "parser worker processes (0: one per core)", frozenset({"serve"}))
+    ingest_processes: int = _opt(
+        1, "ingest processes sharing the client ports (SO_REUSEPORT)", _INGEST | _WORKER
+    )
+    max_event_size: int = _opt(1 << 20, "largest accepted event, bytes", _INGEST)
+    idle_timeout: float = _opt(300.0, "close a client silent this long, seconds", _INGEST)
+    client_queue_bytes: int = _opt(
+        4 << 20, "outbound backlog bound per client, bytes", _INGEST
+    )
+    slow_client_timeout: float = _opt(
+        10.0, "disconnect a client over its backlog bound this long, seconds", _INGEST
+    )
+    replay_limit: int = _opt(
+        50_000, "map items (latest per uid) kept for replay to new clients", _INGEST
+    )
+    pending_limit: int = _opt(
+        10_000, "events held while no worker is alive, then dropped and counted", _INGEST
+    )
+    work_endpoint: str = _opt(
+        "", "ingest: ZeroMQ endpoint it binds for workers (default ipc in data dir)", _INGEST
+    )
+    work_endpoints: tuple[str, ...] = _opt(
+        (), "worker: comma-separated ingest endpoints it connects to", _WORKER
+    )
+    fanout_in: str = _opt("", "fan-out proxy input endpoint (publishers connect)", _NODE)
+    fanout_out: str = _opt("", "fan-out proxy output endpoint (subscribers connect)", _NODE)
+    fanout_hwm: int = _opt(200_000, "messages queued per fan-out peer before loss", _NODE)
+    stats_interval: float = _opt(1.0, "seconds between counter snapshots", _NODE)
+    name: str = _opt("", "process name in logs and stats (default: role-pid)", _NODE)
+    ready_fd: int = _opt(-1, "file descriptor to write 'ready' to", _NODE, hidden=True)
+
+    @property
+    def log_level_number(self) -> int:
+        return {"debug": 10, "info": 20, "warning": 30, "error": 40}[self.log_level]
+
+    def ipc(self, name: str) -> str:
+        return f"ipc://{self.data_dir.resolve() / name}"
+
+    @property
+    def fanout_in_endpoint(self) -> str:
+        return self.fanout_in or self.ipc("fanout-in.ipc")
+
+    @property
+    def fanout_out_endpoint(self) -> str:
+        return self.fanout_out or self.ipc("fanout-out.ipc")
+
+    def work_endpoint_for(self, index: int) -> str:
+        """The endpoint ingest process number ``index`` of this node binds."""
+        return self.work_endpoint or self.ipc(f"work-{index}.ipc")
+
+    @property
+    def worker_connects(self) -> tuple[str, ...]:
+        return self.work_endpoints or tuple(
+            self.ipc(f"work-{i}.ipc") for i in range(self.ingest_processes)
+        )
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+
+def _fields() -> list[dataclasses.Field[Any]]:
+    return list(dataclasses.fields(Settings))
+
+
+def _convert(name: str, kind: Any, raw: Any, origin: str) -> Any:
+    """Turn a raw value (a string from env/flags, or a TOML value) into the field's type."""
+    try:
+        if kind in ("int", int):
+            if isinstance(raw, bool):
+                raise ValueError("a boolean is not an integer")
+            return int(raw)
+        if kind in ("float", float):
+            return float(raw)
+        if kind in ("Path", Path):
+            return Path(str(raw))
+        if kind in ("tuple[str, ...]",):
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if not isinstance(raw, str):
+            raise ValueError(f"expected a string, got {type(raw).__name__}")
+        return raw
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} (from {origin}): invalid value {raw!r}: {exc}") from exc
+
+
+def _validate(settings: Settings) -> None:
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            raise ConfigError(f"{name}: {what}, got {getattr(settings, name)!r}")
+
+    need(settings.log_level in LOG_LEVELS, "log_level", "must be one of " + ", ".join(LOG_LEVELS))
+    need(0 <= settings.tcp_port <= 65535, "tcp_port", "must be a port number 0-65535")
+    need(settings.workers >= 0, "workers", "must be >= 0")
+    need(settings.ingest_processes >= 1, "ingest_processes", "must be >= 1")
+    need(settings.max_event_size >= 256, "max_event_size", "must be >= 256 bytes")
+    need(settings.idle_timeout > 0, "idle_timeout", "must be > 0")
+    need(settings.client_queue_bytes >= 4096, "client_queue_bytes", "must be >= 4096")
+    need(settings.slow_client_timeout > 0, "slow_client_timeout", "must be > 0")
+    need(settings.replay_limit >= 0, "replay_limit", "must be >= 0")
+    need(settings.pending_limit >= 0, "pending_limit", "must be >= 0")
+    need(settings.fanout_hwm >= 1000, "fanout_hwm", "must be >= 1000")
+    need(settings.stats_interval > 0, "stats_interval", "must be > 0")
+    for endpoint_name in ("work_endpoint", "fanout_in", "fanout_out"):
+        value = getattr(settings, endpoint_name)
+        need(
+            not value or value.startswith(("tcp://", "ipc://", "inproc://")),
+            endpoint_name, "must be a tcp:// or ipc:// ZeroMQ endpoint",
+        )
+    if len(str(settings.data_dir.resolve() / "fanout-out.ipc")) > 100:
+        raise ConfigError(
+            f"data_dir: {settings.data_dir} is too long for ipc:// socket paths "
+            "(limit ~100 characters); use a shorter path or tcp:// endpoints"
+        )
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add a flag for every setting ``command`` takes; unset flags stay ``None``."""
+    parser.add_argument("--config", type=Path, default=None, help="TOML settings file")
+    for item in _fields():
+        if command not in item.metadata["commands"]:
+            continue
+        flag = "--" + item.name.replace("_", "-")
+        help_text = argparse.SUPPRESS if item.metadata["hidden"] else (
+            f"{item.metadata['help']} (default {item.default!r}; env "
+            f"{ENV_PREFIX}{item.name.upper()})"
+        )
+        parser.add_argument(flag, dest=item.name, default=None, help=help_text)
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Resolve the layers into validated :class:`Settings`.
+
+    ``flags`` maps setting names to raw flag values (``None`` = not given);
+    ``env`` defaults to ``os.environ``; ``config_file`` (or ``OTSZMQ_CONFIG``)
+    names a TOML file whose top-level keys are setting names.
+    """
+    env = os.environ if env is None else env
+    known = {item.name: item for item in _fields()}
+    values: dict[str, Any] = {}
+
+    env_config = env.get(f"{ENV_PREFIX}CONFIG")
+    path = config_file or (Path(env_config) if env_config else None)
+    if path is not None:
+        values.update(_read_toml(path, known))
+    for name, item in known.items():
+        env_name = f"{ENV_PREFIX}{name.upper()}"
+        if env_name in env:
+            values[name] = _convert(name, item.type, env[env_name], f"${env_name}")
+    for name, raw in flags.items():
+        if raw is not None and name in known:
+            values[name] = _convert(name, known[name].type, raw, "--" + name.replace("_", "-"))
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _read_toml(path: Path, known: Mapping[str, dataclasses.Field[Any]]) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from exc
+    values: dict[str, Any] = {}
+    for key, raw in document.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"config file {path}: unknown setting {key!r}")
+        values[name] = _convert(name, known[name].type, raw, str(path))
+    return values
+
+
+def child_flags(settings: Settings, names: Iterable[str]) -> list[str]:
+    """Render settings as flags for a child process (the supervisor's hand-off)."""
+    argv: list[str] = []
+    for name in names:
+        value = getattr(settings, name)
+        text = ",".join(value) if isinstance(value, tuple) else str(value)
+        argv += ["--" + name.replace("_", "-"), text]
+    return argv

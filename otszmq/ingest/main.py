@@ -1,0 +1,64 @@
+"""Entry point of ``otszmq ingest``: the only place that reads settings and installs signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import uvloop
+import zmq
+
+from otszmq.config import Settings
+from otszmq.ingest.service import IngestConfig, IngestService
+from otszmq.runtime import instance_id, make_socket, prepare_ipc, setup_logging
+from otszmq.wire import TOPIC_EVENT
+
+log = logging.getLogger(__name__)
+
+
+def run(settings: Settings, index: int = 0) -> int:
+    name = setup_logging(settings, "ingest")
+    prepare_ipc(settings)
+    config = IngestConfig(
+        name=name,
+        ingest_id=instance_id(name),
+        bind=settings.bind,
+        tcp_port=settings.tcp_port,
+        reuse_port=settings.ingest_processes > 1,
+        max_event_size=settings.max_event_size,
+        idle_timeout=settings.idle_timeout,
+        client_queue_bytes=settings.client_queue_bytes,
+        slow_client_timeout=settings.slow_client_timeout,
+        replay_limit=settings.replay_limit,
+        pending_limit=settings.pending_limit,
+        stats_interval=settings.stats_interval,
+    )
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    hwm = settings.fanout_hwm
+    # Linger on the ROUTER so that events accepted before shutdown still reach a worker.
+    router = make_socket(context, zmq.ROUTER, linger_ms=1000, hwm=hwm)
+    sub = make_socket(context, zmq.SUB, linger_ms=0, hwm=hwm)
+    stats_pub = make_socket(context, zmq.PUB, linger_ms=0, hwm=100)
+    try:
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        router.bind(settings.work_endpoint_for(index))
+        sub.setsockopt(zmq.SUBSCRIBE, TOPIC_EVENT)
+        sub.connect(settings.fanout_out_endpoint)
+        stats_pub.connect(settings.fanout_in_endpoint)
+        service = IngestService(config, router, sub, stats_pub)
+        uvloop.run(_serve(service, settings.ready_fd))
+    finally:
+        for sock in (router, sub, stats_pub):
+            sock.close()
+        context.term()
+    return 0
+
+
+async def _serve(service: IngestService, ready_fd: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await service.run(stop, ready_fd)
+    log.info("ingest stopped")

@@ -1,0 +1,136 @@
+"""Per-client outbound path: coalesced writes and a bounded backlog for slow clients.
+
+While a client keeps up, deliveries are appended to ``Outbound.batch`` and written
+with one ``transport.write`` per event-loop iteration. When the transport's own
+buffer passes its high-water mark (asyncio calls ``pause_writing``), deliveries go
+to a :class:`Backlog` instead, whose policy is DESIGN §3's:
+
+- position reports are *coalesced* per uid: only the newest waits, in the place
+  of the first one (clients only care where a contact is now);
+- every other event is kept, never silently dropped;
+- what waits for a client (the transport's buffer plus the backlog) is bounded
+  in bytes; a client over the bound for longer than the slow-client timeout, or
+  over four times the bound at any moment, is disconnected by the caller and
+  counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import OrderedDict
+
+HARD_LIMIT_FACTOR = 4
+"""A backlog this many times over its bound disconnects at once, timeout or not."""
+
+WRITE_CHUNK = 256 * 1024
+"""Bytes handed to the transport per write while draining a backlog."""
+
+
+class Backlog:
+    """Ordered pending events of one paused client, with per-uid SA coalescing."""
+
+    __slots__ = ("_items", "_seq", "size")
+
+    def __init__(self) -> None:
+        # Key: ("p", uid) for a coalescible position report, ("e", n) otherwise.
+        self._items: OrderedDict[tuple[str, object], bytes] = OrderedDict()
+        self._seq = itertools.count()
+        self.size = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, data: bytes, position_uid: str | None) -> bool:
+        """Queue ``data``; True if it replaced an older report of the same uid."""
+        if position_uid is not None:
+            key: tuple[str, object] = ("p", position_uid)
+            old = self._items.get(key)
+            self._items[key] = data
+            if old is not None:
+                self.size += len(data) - len(old)
+                return True
+        else:
+            self._items[("e", next(self._seq))] = data
+        self.size += len(data)
+        return False
+
+    def take(self, limit: int) -> list[bytes]:
+        """Remove and return the oldest events, about ``limit`` bytes (at least one)."""
+        taken: list[bytes] = []
+        total = 0
+        while self._items and (not taken or total < limit):
+            _, data = self._items.popitem(last=False)
+            taken.append(data)
+            total += len(data)
+        self.size -= total
+        return taken
+
+
+class Outbound:
+    """What one client is about to receive."""
+
+    __slots__ = ("backlog", "batch", "coalesced", "over_since", "paused", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.batch: list[bytes] = []
+        self.backlog: Backlog | None = None
+        self.paused = False
+        self.over_since: float | None = None
+        self.coalesced = 0
+
+    def add_slow(self, data: bytes, position_uid: str | None) -> None:
+        """Queue for a paused client (the fast path appends to ``batch`` directly)."""
+        if self.backlog is None:
+            self.backlog = Backlog()
+        if self.backlog.add(data, position_uid):
+            self.coalesced += 1
+
+    def flush(self) -> None:
+        """Write this iteration's batch (one syscall), or move it to the backlog."""
+        batch = self.batch
+        if not batch:
+            return
+        self.batch = []
+        if self.paused or self.backlog is not None:
+            # Order: anything already waiting goes first.
+            for data in batch:
+                self.add_slow(data, None)
+            return
+        self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        """The transport drained: feed it from the backlog until it pauses again."""
+        self.paused = False
+        backlog = self.backlog
+        while backlog is not None and len(backlog) and not self.paused:
+            self.transport.write(b"".join(backlog.take(WRITE_CHUNK)))
+        if backlog is not None and not len(backlog):
+            self.backlog = None
+            self.over_since = None
+
+    def backlog_bytes(self) -> int:
+        return self.backlog.size if self.backlog is not None else 0
+
+    def queued_bytes(self) -> int:
+        """Everything written or queued for the client but not yet taken by the kernel."""
+        return self.transport.get_write_buffer_size() + self.backlog_bytes()
+
+    def check_bound(self, bound: int, now: float, timeout: float) -> str | None:
+        """Apply the slow-client policy; returns why to disconnect, or None."""
+        size = self.queued_bytes()
+        if size <= bound:
+            self.over_since = None
+            return None
+        if size > bound * HARD_LIMIT_FACTOR:
+            return f"{size} bytes queued, over {HARD_LIMIT_FACTOR}x the bound {bound}"
+        if self.over_since is None:
+            self.over_since = now
+            return None
+        if now - self.over_since > timeout:
+            return f"over {bound} bytes queued for more than {timeout:g} s"
+        return None

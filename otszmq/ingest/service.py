@@ -1,0 +1,365 @@
+"""The ingest stage: client connections in, routed events out to the right clients.
+
+Inbound, each complete event is tagged with its source and sent to that source's
+worker (ingest never parses XML; it only spots pings by their type attribute).
+Outbound, every routed event from the fan-out is resolved against this process's
+own connections and appended to their write batches, which are flushed once per
+event-loop iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import zmq
+
+from otszmq import servercot
+from otszmq.errors import WireError
+from otszmq.ingest.framing import event_type
+from otszmq.ingest.outbound import HARD_LIMIT_FACTOR, Outbound
+from otszmq.ingest.protocol import CotStreamProtocol
+from otszmq.ingest.registry import Connection, Registry
+from otszmq.ingest.replay import ReplayCache, ReplayItem
+from otszmq.ingest.workerpool import WorkerPool
+from otszmq.metrics import Counters, publish_stats
+from otszmq.wire import (
+    RouteFlag,
+    RouteMode,
+    SourceHeader,
+    SourceKind,
+    pack_source,
+    unpack_routed,
+)
+
+log = logging.getLogger(__name__)
+
+DRAIN_BATCH = 2000
+"""Routed events handled per loop iteration before client sockets get a turn."""
+
+PROBE_INTERVAL = 0.25
+PROBE_CONN = -1  # the pseudo source of start-up probes
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    name: str
+    ingest_id: str
+    bind: str
+    tcp_port: int
+    reuse_port: bool
+    max_event_size: int
+    idle_timeout: float
+    client_queue_bytes: int
+    slow_client_timeout: float
+    replay_limit: int
+    pending_limit: int
+    stats_interval: float
+
+
+class IngestService:
+    def __init__(
+        self,
+        config: IngestConfig,
+        router: zmq.Socket[bytes],
+        sub: zmq.Socket[bytes],
+        stats_pub: zmq.Socket[bytes],
+    ) -> None:
+        self.config = config
+        self._router = router
+        self._sub = sub
+        self._stats_pub = stats_pub
+        self.counters = Counters()
+        self.registry = Registry()
+        self.replay = ReplayCache(config.replay_limit)
+        self.pool = WorkerPool(router, self.counters, config.pending_limit)
+        self._conn_ids = itertools.count(1)
+        self._last_seq: dict[str, int] = {}
+        self._dirty: list[Outbound] = []
+        self._ready = asyncio.Event()
+        self._stopping = False
+        self._server: asyncio.Server | None = None
+        self._probe_header = pack_source(
+            SourceHeader(SourceKind.PROBE, config.ingest_id, PROBE_CONN, "probe", "", ())
+        )
+        c = self.counters
+        c.preset(
+            "connections_opened", "connections_closed", "events_in", "pings", "auth_frames",
+            "framing_errors", "routed_in", "deliveries", "sa_coalesced", "slow_disconnects",
+            "idle_disconnects", "fanout_lost", "wire_errors",
+        )
+        c.gauge("connections", lambda: len(self.registry))
+        c.gauge("announced", lambda: self.registry.announced)
+        c.gauge("replay_items", lambda: len(self.replay))
+        c.gauge("queued_bytes", lambda: sum(
+            conn.out.queued_bytes() for conn in self.registry.by_id.values()
+        ))
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, ready_fd: int = -1) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self._sub.fileno(), self._drain_routed)
+        loop.add_reader(self._router.fileno(), self.pool.receive)
+        sweeper = asyncio.create_task(self._sweep_forever())
+        try:
+            if self.config.tcp_port:
+                self._server = await loop.create_server(
+                    self._new_protocol, self.config.bind, self.config.tcp_port,
+                    reuse_port=self.config.reuse_port or None, backlog=4096,
+                )
+            await self._prove_pipeline(stop)
+            if not stop.is_set():
+                log.info(
+                    "%s ready: CoT/TCP on %s:%d, %d workers",
+                    self.config.name, self.config.bind, self.config.tcp_port, self.pool.alive,
+                )
+                if ready_fd >= 0:
+                    os.write(ready_fd, b"ready\n")
+            await stop.wait()
+        finally:
+            sweeper.cancel()
+            await self._shutdown()
+            loop.remove_reader(self._sub.fileno())
+            loop.remove_reader(self._router.fileno())
+
+    async def _prove_pipeline(self, stop: asyncio.Event) -> None:
+        """Send probes through worker and fan-out until one comes back to us.
+
+        ZeroMQ subscriptions and connections come up asynchronously; the probe
+        returning proves that events from this ingest reach a worker and that
+        routed events reach this ingest, with no guessing about timing.
+        """
+        started = time.monotonic()
+        warned = False
+        while not self._ready.is_set() and not stop.is_set():
+            self.pool.receive()
+            self.pool.dispatch(PROBE_CONN, self._probe_header, [])
+            self.pool.release(PROBE_CONN)
+            try:
+                await asyncio.wait_for(self._ready.wait(), PROBE_INTERVAL)
+            except TimeoutError:
+                if not warned and time.monotonic() - started > 10:
+                    log.warning("still waiting for a worker and the fan-out to answer")
+                    warned = True
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.registry.by_id.values()):
+            self._flush_one(conn.out)
+            conn.out.transport.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _new_protocol(self) -> CotStreamProtocol:
+        return CotStreamProtocol(self, next(self._conn_ids))
+
+    # -- events from clients ------------------------------------------------------------
+
+    def connected(self, conn: Connection) -> None:
+        self.counters.values["connections_opened"] += 1
+        conn.source_header = self._source_header(conn)
+        self.registry.add(conn)
+        state = self.replay.visible(conn.groups_out, time.time())
+        if state:
+            conn.out.transport.write(b"".join(state))
+        log.debug("client %s connected (conn %d)", conn.peer, conn.id)
+
+    def events_from(self, conn: Connection, events: list[bytes]) -> None:
+        """The events one read of ``conn`` completed, in order: one batch to its worker."""
+        counters = self.counters.values
+        counters["events_in"] += len(events)
+        routable = events
+        for data in events:
+            # PERF: the substring test is a C scan; the start-tag parse runs only for likely pings.
+            if b"t-x-c-t" in data and event_type(data) == b"t-x-c-t":
+                counters["pings"] += 1
+                self._send_to(conn, servercot.pong())
+                routable = [e for e in routable if e is not data]
+        if routable:
+            self.pool.dispatch(conn.id, conn.source_header, routable)
+
+    def auth_from(self, conn: Connection, data: bytes) -> None:
+        # NOTE: stream <auth> login belongs to the TLS/users work; plain TCP stays __ANON__.
+        self.counters.values["auth_frames"] += 1
+
+    def reject(self, conn: Connection, reason: str) -> None:
+        self.counters.values["framing_errors"] += 1
+        log.warning("closing client %s (conn %d, uid %r): %s", conn.peer, conn.id, conn.uid, reason)
+        self._close(conn, abort=True)
+
+    def disconnected(self, conn: Connection, exc: Exception | None) -> None:
+        self.counters.values["connections_closed"] += 1
+        self.registry.remove(conn)
+        conn.closing = True
+        if conn.uid and not self._stopping:
+            # Through the pipeline like any event of this source: after its last one,
+            # routed to its groups, stored, and it clears the replay state everywhere.
+            goodbye = servercot.delete(conn.uid, conn.sa_type)
+            self.pool.dispatch(conn.id, conn.source_header, [goodbye])
+        self.pool.release(conn.id)
+        log.debug("client %s (uid %r) disconnected: %s", conn.peer, conn.uid, exc or "closed")
+
+    # -- routed events from the fan-out --------------------------------------------------
+
+    def _drain_routed(self) -> None:
+        sub = self._sub
+        deliver = self._deliver
+        handled = 0
+        while handled < DRAIN_BATCH:
+            try:
+                frames = sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            # [topic, header, event, header, event, ...]: a worker's batch, in its order.
+            for i in range(1, len(frames) - 1, 2):
+                handled += 1
+                try:
+                    deliver(frames[i], frames[i + 1])
+                except (WireError, TypeError, ValueError) as exc:
+                    self.counters.inc("wire_errors")
+                    log.error("dropping a malformed pipeline message: %s", exc)
+            if len(frames) % 2 == 0:
+                self.counters.inc("wire_errors")
+                log.error("dropping a pipeline message with %d frames", len(frames))
+        self.counters.values["routed_in"] += handled
+        self._flush_dirty()
+        if handled >= DRAIN_BATCH:
+            # The ZeroMQ fd is edge-triggered: keep draining on the next iteration.
+            asyncio.get_running_loop().call_soon(self._drain_routed)
+
+    def _deliver(self, raw_header: bytes, payload: bytes) -> None:
+        hdr = unpack_routed(raw_header)
+        self._check_sequence(hdr.worker, hdr.seq)
+        own = hdr.ingest == self.config.ingest_id
+        mode = hdr.mode
+        if mode == RouteMode.PROBE:
+            if own:
+                self._ready.set()
+            return
+        flags = hdr.flags
+        if own and flags & RouteFlag.ANNOUNCE:
+            self._maybe_announce(hdr.conn, hdr.uid, hdr.callsign, hdr.type)
+        if hdr.evict_uid:
+            self.replay.forget(hdr.evict_uid)
+        if mode == RouteMode.BROADCAST:
+            targets = self.registry.readers(hdr.groups_in)
+            if flags & RouteFlag.REPLAY:
+                self.replay.put(hdr.uid, ReplayItem(payload, hdr.stale, tuple(hdr.groups_in)))
+        elif mode == RouteMode.DIRECT:
+            targets = self.registry.addressed(hdr.dest_uids, hdr.dest_callsigns, hdr.groups_in)
+        else:
+            return
+        skip = hdr.conn if own else 0
+        position_uid = hdr.uid if flags & RouteFlag.POSITION else None
+        dirty = self._dirty
+        delivered = 0
+        for conn in targets:
+            if conn.id == skip:
+                continue
+            out = conn.out
+            delivered += 1
+            if out.paused or out.backlog is not None:
+                self._deliver_slow(conn, payload, position_uid)
+            else:
+                if not out.batch:
+                    dirty.append(out)
+                out.batch.append(payload)
+        self.counters.values["deliveries"] += delivered
+
+    def _deliver_slow(self, conn: Connection, payload: bytes, position_uid: str | None) -> None:
+        out = conn.out
+        before = out.coalesced
+        out.add_slow(payload, position_uid)
+        self.counters.values["sa_coalesced"] += out.coalesced - before
+        if out.queued_bytes() > self.config.client_queue_bytes * HARD_LIMIT_FACTOR:
+            self._slow_disconnect(conn, "backlog over its hard limit")
+
+    def _maybe_announce(self, conn_id: int, uid: str, callsign: str, sa_type: str) -> None:
+        conn = self.registry.by_id.get(conn_id)
+        if conn is None or (conn.uid and conn.uid != uid):
+            return  # gone, or an event about another uid (a marker this client placed)
+        conn.sa_type = sa_type
+        if self.registry.announce(conn, uid, callsign):
+            conn.source_header = self._source_header(conn)
+            log.info("client %s is %r (uid %s)", conn.peer, callsign, uid)
+
+    def _check_sequence(self, worker: str, seq: int) -> None:
+        last = self._last_seq.get(worker)
+        if last is not None and seq != last + 1 and seq > last:
+            self.counters.inc("fanout_lost", seq - last - 1)
+        self._last_seq[worker] = seq
+
+    def _flush_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for out in dirty:
+            self._flush_one(out)
+
+    def _flush_one(self, out: Outbound) -> None:
+        try:
+            out.flush()
+        except (OSError, RuntimeError) as exc:
+            log.debug("write failed: %s", exc)
+
+    def _send_to(self, conn: Connection, data: bytes) -> None:
+        out = conn.out
+        if not out.batch:
+            self._dirty.append(out)
+        out.batch.append(data)
+        asyncio.get_running_loop().call_soon(self._flush_dirty)
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        interval = min(1.0, self.config.stats_interval, self.config.idle_timeout / 4)
+        next_stats = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            self.pool.receive()
+            self.pool.sweep(now)
+            self._sweep_clients(now)
+            self.replay.prune(time.time())
+            # The fd may have missed an edge while we were busy: drain anyway.
+            self._drain_routed()
+            if now >= next_stats:
+                next_stats = now + self.config.stats_interval
+                publish_stats(self._stats_pub, self.config.name, "ingest", self.counters)
+
+    def _sweep_clients(self, now: float) -> None:
+        config = self.config
+        for conn in list(self.registry.by_id.values()):
+            if now - conn.last_activity > config.idle_timeout:
+                self.counters.values["idle_disconnects"] += 1
+                log.info("closing idle client %s (uid %r)", conn.peer, conn.uid)
+                self._close(conn, abort=False)
+                continue
+            why = conn.out.check_bound(config.client_queue_bytes, now, config.slow_client_timeout)
+            if why is not None:
+                self._slow_disconnect(conn, why)
+
+    def _slow_disconnect(self, conn: Connection, why: str) -> None:
+        self.counters.values["slow_disconnects"] += 1
+        log.warning("disconnecting slow client %s (uid %r): %s", conn.peer, conn.uid, why)
+        self._close(conn, abort=True)
+
+    def _close(self, conn: Connection, *, abort: bool) -> None:
+        if conn.closing:
+            return
+        conn.closing = True
+        self.registry.remove(conn)
+        if abort:
+            conn.out.transport.abort()
+        else:
+            conn.out.transport.close()
+
+    def _source_header(self, conn: Connection) -> bytes:
+        return pack_source(SourceHeader(
+            SourceKind.EVENT, self.config.ingest_id, conn.id, conn.peer, conn.uid, conn.groups_in,
+        ))

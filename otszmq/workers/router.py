@@ -1,0 +1,96 @@
+"""Routing decisions: who may receive a parsed event (DESIGN §3).
+
+The worker decides *how* an event travels (broadcast to groups, direct to
+uids/callsigns, to a mission, or nowhere) and flags what receivers need to know
+(replayable map state, a position report, an identity announcement, a delete);
+each ingest then resolves the decision against its own connections.
+
+Per-kind behaviour lives in a table of ``(name, kinds, handler)`` rows rather
+than an if/elif chain, so adding a kind is adding a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from otszmq.wire import RouteFlag, RouteMode, SourceHeader
+from otszmq.workers.cot import CotEvent
+from otszmq.workers.kinds import REPLAYABLE_KINDS, EventKind, classify
+
+
+@dataclass(slots=True)
+class Decision:
+    mode: RouteMode
+    flags: RouteFlag
+    dest_uids: tuple[str, ...] = ()
+    dest_callsigns: tuple[str, ...] = ()
+    missions: tuple[str, ...] = ()
+    evict_uid: str = ""
+    drop_reason: str = ""  # non-empty: route to nobody, count under this reason
+
+
+Handler = Callable[[CotEvent, SourceHeader, Decision], None]
+
+
+def _drop_ping(event: CotEvent, source: SourceHeader, decision: Decision) -> None:
+    # Ingest answers pings itself; one that reaches a worker has nowhere to go.
+    decision.drop_reason = "ping"
+
+
+def _drop_protocol(event: CotEvent, source: SourceHeader, decision: Decision) -> None:
+    # t-x-takp-* negotiates a connection's encoding with the server; never routed.
+    decision.drop_reason = "protocol_negotiation"
+
+
+def _position(event: CotEvent, source: SourceHeader, decision: Decision) -> None:
+    decision.flags |= RouteFlag.POSITION
+    if event.callsign:
+        decision.flags |= RouteFlag.ANNOUNCE
+
+
+def _delete(event: CotEvent, source: SourceHeader, decision: Decision) -> None:
+    target = next((link.uid for link in event.links if link.uid), None)
+    decision.evict_uid = target or event.uid
+
+
+RULES: tuple[tuple[str, frozenset[EventKind], Handler], ...] = (
+    ("ping", frozenset({EventKind.PING}), _drop_ping),
+    ("protocol", frozenset({EventKind.PROTOCOL}), _drop_protocol),
+    ("position", frozenset({EventKind.SA}), _position),
+    ("delete", frozenset({EventKind.DELETE}), _delete),
+)
+
+_HANDLERS: dict[EventKind, tuple[Handler, ...]] = {
+    kind: tuple(handler for _, kinds, handler in RULES if kind in kinds) for kind in EventKind
+}
+
+
+def route(event: CotEvent, source: SourceHeader) -> Decision:
+    """Decide where ``event`` from ``source`` goes."""
+    uids: list[str] = []
+    callsigns: list[str] = []
+    missions: list[str] = []
+    for dest in event.dests:
+        # iTAK names its own uid as a destination on mission events: not a recipient.
+        if dest.uid and dest.uid != source.sender_uid:
+            uids.append(dest.uid)
+        if dest.callsign:
+            callsigns.append(dest.callsign)
+        if dest.mission:
+            missions.append(dest.mission)
+    if uids or callsigns:
+        mode = RouteMode.DIRECT
+    elif missions:
+        mode = RouteMode.MISSION
+    else:
+        # No <marti>, an empty <marti/>, or one naming only the sender: a broadcast.
+        mode = RouteMode.BROADCAST
+    kind = classify(event.type)
+    flags = RouteFlag.REPLAY if mode is RouteMode.BROADCAST and kind in REPLAYABLE_KINDS else (
+        RouteFlag.NONE
+    )
+    decision = Decision(mode, flags, tuple(uids), tuple(callsigns), tuple(missions))
+    for handler in _HANDLERS[kind]:
+        handler(event, source, decision)
+    return decision

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import contextlib
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from otszmq.errors import WireError
+from otszmq.wire import (
+    RoutedHeader,
+    RouteFlag,
+    RouteMode,
+    SourceHeader,
+    SourceKind,
+    pack_routed,
+    pack_source,
+    pack_stats,
+    unpack_routed,
+    unpack_source,
+    unpack_stats,
+)
+
+texts = st.text(max_size=40)
+groups = st.lists(texts, max_size=4).map(tuple)
+
+
+@given(st.sampled_from(SourceKind), texts, st.integers(0, 2**40), texts, texts, groups)
+def test_source_header_round_trips(kind, ingest, conn, peer, uid, groups_in):
+    header = SourceHeader(kind, ingest, conn, peer, uid, groups_in)
+    assert unpack_source(pack_source(header)) == header
+
+
+@given(st.tuples(
+    texts, st.integers(0, 2**60), texts, st.integers(0, 2**40), st.sampled_from(RouteMode),
+    st.sampled_from(RouteFlag), groups, groups, groups, groups, texts, texts, texts,
+    st.floats(allow_nan=False), texts,
+))
+def test_routed_header_round_trips(fields):
+    header = RoutedHeader(*fields)
+    unpacked = unpack_routed(pack_routed(header))
+    # Sequences come back as lists (no per-event conversion on the hot path).
+    assert tuple(tuple(v) if isinstance(v, list) else v for v in unpacked) == header
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([2, 0, "x", 1, "p", "u", []]),
+    msgpack.packb([1, 0, "x"]),
+])
+def test_bad_headers_raise_wire_error(data):
+    with pytest.raises(WireError):
+        unpack_source(data)
+    with pytest.raises(WireError):
+        unpack_routed(data)
+
+
+def test_source_header_with_wrong_field_types_is_rejected():
+    with pytest.raises(WireError, match="bad field"):
+        unpack_source(msgpack.packb([1, "zero", "ingest", 1, "p", "u", []]))
+
+
+@given(st.binary(max_size=64))
+def test_arbitrary_bytes_only_raise_wire_error(data):
+    for unpack in (unpack_source, unpack_routed, unpack_stats):
+        with contextlib.suppress(WireError):
+            unpack(data)
+
+
+def test_stats_round_trip():
+    snapshot = {"name": "w", "counters": {"events_in": 3}}
+    assert unpack_stats(pack_stats(snapshot)) == snapshot
+    with pytest.raises(WireError, match="expected a map"):
+        unpack_stats(msgpack.packb([1, 2]))
