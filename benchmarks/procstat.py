@@ -1,0 +1,191 @@
+"""Machine description and CPU/RSS sampling from /proc, for benchmark results."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+Json = dict[str, Any]
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+VERSIONED = ("uvloop", "pyzmq", "lxml", "msgpack", "otszmq")
+
+
+def machine_info() -> Json:
+    """What a reader needs to compare two results: CPU, core count, kernel, library versions."""
+    return {
+        "cpu_model": _cpu_model(),
+        "nproc": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "libraries": {name: _version(name) for name in VERSIONED},
+    }
+
+
+def _cpu_model() -> str | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return None
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcSample:
+    """CPU seconds used so far and resident memory of one process, at one moment."""
+
+    at: float
+    cpu_seconds: float
+    rss_kb: int
+
+
+def read_proc(pid: int) -> ProcSample | None:
+    """Samples `pid` from /proc; None when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+        statm = Path(f"/proc/{pid}/statm").read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    # NOTE: the command name (field 2) may hold spaces; the numeric fields follow its ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return ProcSample(
+        at=time.monotonic(),
+        cpu_seconds=(utime + stime) / CLOCK_TICKS,
+        rss_kb=int(statm.split()[1]) * PAGE_KB,
+    )
+
+
+def system_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, summed over cores, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        values = [int(value) for value in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice]; guest is already in user.
+    total = sum(values[:8])
+    idle = values[3] + values[4]
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
+def self_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def self_max_rss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+@dataclass(slots=True)
+class ProcWatch:
+    """CPU% and RSS of one process over a window: `start`, any number of `sample`s, `stop`."""
+
+    pid: int
+    first: ProcSample | None = None
+    last: ProcSample | None = None
+    rss_max_kb: int = 0
+    gone: bool = False
+
+    def sample(self) -> None:
+        current = read_proc(self.pid)
+        if current is None:
+            self.gone = True
+            return
+        if self.first is None:
+            self.first = current
+        self.last = current
+        self.rss_max_kb = max(self.rss_max_kb, current.rss_kb)
+
+    def result(self) -> Json:
+        if self.first is None or self.last is None:
+            return {"pid": self.pid, "found": False}
+        wall = self.last.at - self.first.at
+        cpu = self.last.cpu_seconds - self.first.cpu_seconds
+        return {
+            "pid": self.pid,
+            "found": True,
+            "exited_during_window": self.gone,
+            "cpu_percent": round(100.0 * cpu / wall, 1) if wall > 0 else None,
+            "cpu_seconds": round(cpu, 3),
+            "rss_kb": self.last.rss_kb,
+            "rss_max_kb": self.rss_max_kb,
+        }
+
+
+@dataclass(slots=True)
+class WindowProbe:
+    """Samples this process and the server's processes at the edges of the measured window.
+
+    CPU% is 100 per fully busy core, so a single-threaded process tops out at 100.
+    """
+
+    server_pids: tuple[int, ...]
+    watches: list[ProcWatch] = field(default_factory=list)
+    self_start: tuple[float, float] | None = None
+    self_stop: tuple[float, float] | None = None
+    system_start: tuple[float, float] | None = None
+    system_stop: tuple[float, float] | None = None
+
+    def start(self) -> None:
+        self.watches = [ProcWatch(pid) for pid in self.server_pids]
+        self.sample()
+        self.self_start = (time.monotonic(), self_cpu_seconds())
+        self.system_start = system_cpu_seconds()
+
+    def sample(self) -> None:
+        for watch in self.watches:
+            watch.sample()
+
+    def stop(self) -> None:
+        self.self_stop = (time.monotonic(), self_cpu_seconds())
+        self.system_stop = system_cpu_seconds()
+        self.sample()
+
+    def generator_result(self) -> Json:
+        cpu_percent = None
+        if self.self_start is not None and self.self_stop is not None:
+            wall = self.self_stop[0] - self.self_start[0]
+            cpu = self.self_stop[1] - self.self_start[1]
+            cpu_percent = round(100.0 * cpu / wall, 1) if wall > 0 else None
+        return {"pid": os.getpid(), "cpu_percent": cpu_percent, "rss_max_kb": self_max_rss_kb()}
+
+    def system_result(self) -> Json:
+        """The whole machine over the window, so a result disturbed by other work can be told
+        apart: busy% well above generator + server means something else was running."""
+        busy_percent = None
+        if self.system_start is not None and self.system_stop is not None:
+            busy = self.system_stop[0] - self.system_start[0]
+            total = self.system_stop[1] - self.system_start[1]
+            cores = os.cpu_count() or 1
+            busy_percent = round(100.0 * cores * busy / total, 1) if total > 0 else None
+        return {"cpu_busy_percent": busy_percent, "loadavg": list(os.getloadavg())}
+
+    def server_result(self) -> Json:
+        per_pid = [watch.result() for watch in self.watches]
+        found = [entry for entry in per_pid if entry["found"]]
+        return {
+            "pids": per_pid,
+            "cpu_percent_total": (
+                round(sum(entry["cpu_percent"] or 0.0 for entry in found), 1) if found else None
+            ),
+            "rss_kb_total": sum(entry["rss_kb"] for entry in found) if found else None,
+        }
