@@ -80,6 +80,7 @@ class IngestService:
         self._conn_ids = itertools.count(1)
         self._last_seq: dict[str, int] = {}
         self._dirty: list[Outbound] = []
+        self._deferred_close: list[Connection] = []
         self._ready = asyncio.Event()
         self._stopping = False
         self._server: asyncio.Server | None = None
@@ -90,7 +91,7 @@ class IngestService:
         c.preset(
             "connections_opened", "connections_closed", "events_in", "pings", "auth_frames",
             "framing_errors", "routed_in", "deliveries", "sa_coalesced", "slow_disconnects",
-            "idle_disconnects", "fanout_lost", "wire_errors",
+            "idle_disconnects", "fanout_lost", "wire_errors", "delivery_errors",
         )
         c.gauge("connections", lambda: len(self.registry))
         c.gauge("announced", lambda: self.registry.announced)
@@ -225,11 +226,16 @@ class IngestService:
                 except (WireError, TypeError, ValueError) as exc:
                     self.counters.inc("wire_errors")
                     log.error("dropping a malformed pipeline message: %s", exc)
+                except Exception:
+                    # A bug must cost this one event, not the rest of the batch.
+                    self.counters.inc("delivery_errors")
+                    log.exception("unexpected error delivering a routed event")
             if len(frames) % 2 == 0:
                 self.counters.inc("wire_errors")
                 log.error("dropping a pipeline message with %d frames", len(frames))
         self.counters.values["routed_in"] += handled
         self._flush_dirty()
+        self._close_deferred()
         if handled >= DRAIN_BATCH:
             # The ZeroMQ fd is edge-triggered: keep draining on the next iteration.
             asyncio.get_running_loop().call_soon(self._drain_routed)
@@ -261,7 +267,7 @@ class IngestService:
         dirty = self._dirty
         delivered = 0
         for conn in targets:
-            if conn.id == skip:
+            if conn.id == skip or conn.closing:
                 continue
             out = conn.out
             delivered += 1
@@ -279,7 +285,9 @@ class IngestService:
         out.add_slow(payload, position_uid)
         self.counters.values["sa_coalesced"] += out.coalesced - before
         if out.queued_bytes() > self.config.client_queue_bytes * HARD_LIMIT_FACTOR:
-            self._slow_disconnect(conn, "backlog over its hard limit")
+            # NOTE: deferred: we are iterating over the registry this would change.
+            conn.closing = True
+            self._deferred_close.append(conn)
 
     def _maybe_announce(self, conn_id: int, uid: str, callsign: str, sa_type: str) -> None:
         conn = self.registry.by_id.get(conn_id)
@@ -343,6 +351,12 @@ class IngestService:
             why = conn.out.check_bound(config.client_queue_bytes, now, config.slow_client_timeout)
             if why is not None:
                 self._slow_disconnect(conn, why)
+
+    def _close_deferred(self) -> None:
+        closing, self._deferred_close = self._deferred_close, []
+        for conn in closing:
+            conn.closing = False  # let _close do its work
+            self._slow_disconnect(conn, f"over {HARD_LIMIT_FACTOR}x its queue bound")
 
     def _slow_disconnect(self, conn: Connection, why: str) -> None:
         self.counters.values["slow_disconnects"] += 1

@@ -251,7 +251,9 @@ def test_worker_killed_mid_run(tmp_path: Path) -> None:
 
 
 def test_slow_client_is_disconnected_and_others_are_unaffected(tmp_path: Path) -> None:
-    extra = ("--client-queue-bytes", "65536", "--slow-client-timeout", "1")
+    # A bound well above what a reading client lags by, well below what a stalled one
+    # accumulates: A sends ~12 MB; the kernel holds ~4 MB for the stalled client.
+    extra = ("--client-queue-bytes", str(1 << 20), "--slow-client-timeout", "1")
     with running_node(tmp_path / "data", workers=1, extra=extra) as node:
         a, _ = announced(node, f"A-{tag()}")
         b, _ = announced(node, f"B-{tag()}")
@@ -260,7 +262,7 @@ def test_slow_client_is_disconnected_and_others_are_unaffected(tmp_path: Path) -
         with a, b, slow:
             barrier(a, b)
             run, padding = tag(), "x" * 10_000
-            total = 800  # ~8 MB: far past what the kernel and the backlog bound can hold
+            total = 1200  # ~12 MB: far past what the kernel and the backlog bound can hold
             for start in range(0, total, 50):
                 a.send(b"".join(
                     marker_event(f"m-{run}-{i}", remarks=f"{run}#{i}#{padding}")
