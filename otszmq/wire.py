@@ -10,6 +10,7 @@ Hops and their frames::
     ingest ROUTER -> worker DEALER   [SourceHeader, event, event, ...]  (ROUTER adds the worker id)
     worker DEALER -> ingest ROUTER   [HELLO, worker name]               (every HEARTBEAT_INTERVAL)
     worker PUB    -> fanout XSUB     [TOPIC_EVENT, RoutedHeader, event, RoutedHeader, event, ...]
+    worker PUB    -> fanout XSUB     [TOPIC_RECORD, record, record, ...] (see below)
     any   PUB     -> fanout XSUB     [TOPIC_STATS, msgpack map]         (see otszmq.metrics)
     fanout XPUB   -> ingest/store/stats SUB: the same frames, filtered by topic
 
@@ -25,12 +26,19 @@ every message, so it cannot keep all events of one source on one worker, which
 per-source FIFO needs. A ROUTER addresses each event to the worker that owns its
 source; data still flows one way, like PUSH, and the DEALER side only sends
 heartbeats.
+
+STORE: ``[TOPIC_RECORD, record, record, ...]`` carries what the store stage
+writes, one frame per stored event, in the order the worker routed them. Each
+record is a msgpack array built from the already parsed event (the store never
+parses XML); ``otszmq.store.records`` documents its layout and version. A worker
+sends one record batch per drain round, right *after* that round's routed batch,
+so routing never waits on it; with no store subscribed, the PUB drops it
+unsent (ZeroMQ filters by topic on the publisher side).
 """
 
 from __future__ import annotations
 
-import enum
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import msgpack
 
@@ -40,45 +48,57 @@ WIRE_VERSION = 1
 
 TOPIC_EVENT = b"E"
 TOPIC_STATS = b"S"
+TOPIC_RECORD = b"R"  # STORE: records for the store stage (see otszmq.store.records)
 
 HELLO = b"HELLO"
 HEARTBEAT_INTERVAL = 1.0
 """Seconds between worker heartbeats; ingest forgets a worker after 3 missed."""
 
 
-class SourceKind(enum.IntEnum):
-    EVENT = 0
-    """A CoT event from a client (or made by the server on a client's behalf)."""
-    PROBE = 1
-    """No payload: the worker echoes it as a routed PROBE so that ingest can prove
-    the whole pipeline (ingest -> worker -> fanout -> ingest) works at start-up."""
+# NOTE: the codes below are plain ints in namespaces, not enum.IntEnum/IntFlag: they are
+# compared and combined once per event per hop, and every IntFlag operation runs Python
+# code and builds a new member (it was ~8% of a worker's time).
 
 
-class RouteMode(enum.IntEnum):
-    BROADCAST = 0
+class SourceKind:
+    """``SourceHeader.kind``."""
+
+    EVENT: Final = 0
+    """A batch of CoT events from a client (or made by the server on a client's behalf)."""
+    PROBE: Final = 1
+    """No events: the worker echoes it as a routed PROBE so that ingest can prove the whole
+    pipeline (ingest -> worker -> fanout -> ingest) works at start-up."""
+
+
+class RouteMode:
+    """``RoutedHeader.mode``."""
+
+    BROADCAST: Final = 0
     """To every client whose OUT groups meet the sender's IN groups."""
-    DIRECT = 1
+    DIRECT: Final = 1
     """Only to the clients named by uid or callsign (still group-checked)."""
-    MISSION = 2
+    MISSION: Final = 2
     """To a mission's subscribers; no streaming client receives it directly yet."""
-    PROBE = 3
+    PROBE: Final = 3
     """Start-up handshake; delivered to nobody."""
 
 
-class RouteFlag(enum.IntFlag):
-    NONE = 0
-    REPLAY = 1
+class RouteFlag:
+    """Bits of ``RoutedHeader.flags``."""
+
+    NONE: Final = 0
+    REPLAY: Final = 1
     """Current map state: newly connected clients receive the latest one per uid."""
-    ANNOUNCE = 2
+    ANNOUNCE: Final = 2
     """Carries <contact callsign>: may identify the source connection (uid, callsign)."""
-    POSITION = 4
+    POSITION: Final = 4
     """A position report (a-*): may be coalesced per uid for a slow client."""
 
 
 class SourceHeader(NamedTuple):
     """What ingest knows about the source of an event, sent with it to a worker."""
 
-    kind: int  # SourceKind
+    kind: int  # a SourceKind code
     ingest: str  # id of the ingest process that holds the connection
     conn: int  # connection number inside that ingest
     peer: str  # "ip:port", for logs
@@ -93,8 +113,8 @@ class RoutedHeader(NamedTuple):
     seq: int  # per-worker sequence number, contiguous for every subscriber
     ingest: str  # source ingest id
     conn: int  # source connection (never echoed to it)
-    mode: int  # RouteMode
-    flags: int  # RouteFlag
+    mode: int  # a RouteMode code
+    flags: int  # RouteFlag bits
     groups_in: tuple[str, ...]  # sender's IN groups
     dest_uids: tuple[str, ...]
     dest_callsigns: tuple[str, ...]

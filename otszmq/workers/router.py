@@ -21,8 +21,8 @@ from otszmq.workers.kinds import REPLAYABLE_KINDS, EventKind, classify
 
 @dataclass(slots=True)
 class Decision:
-    mode: RouteMode
-    flags: RouteFlag
+    mode: int  # a RouteMode code
+    flags: int  # RouteFlag bits
     dest_uids: tuple[str, ...] = ()
     dest_callsigns: tuple[str, ...] = ()
     missions: tuple[str, ...] = ()
@@ -87,9 +87,8 @@ def route(event: CotEvent, source: SourceHeader) -> Decision:
         # No <marti>, an empty <marti/>, or one naming only the sender: a broadcast.
         mode = RouteMode.BROADCAST
     kind = classify(event.type)
-    flags = RouteFlag.REPLAY if mode is RouteMode.BROADCAST and kind in REPLAYABLE_KINDS else (
-        RouteFlag.NONE
-    )
+    replay = mode == RouteMode.BROADCAST and kind in REPLAYABLE_KINDS
+    flags = RouteFlag.REPLAY if replay else RouteFlag.NONE
     decision = Decision(mode, flags, tuple(uids), tuple(callsigns), tuple(missions))
     for handler in _HANDLERS[kind]:
         handler(event, source, decision)

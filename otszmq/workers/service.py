@@ -176,7 +176,7 @@ class WorkerService:
             out += (pack_routed(header), payload)
             counters["events_routed"] += 1
 
-    def _header(self, source: SourceHeader, mode: RouteMode) -> bytes:
+    def _header(self, source: SourceHeader, mode: int) -> bytes:
         return pack_routed(RoutedHeader(
             self.config.worker_id, next(self._seq), source.ingest, source.conn, mode,
             RouteFlag.NONE, source.groups_in, (), (), (), "", "", "", 0.0, "",
