@@ -12,6 +12,9 @@ setup(
         "uvloop>=0.19",
         "lxml>=5",
         "msgpack>=1.0",
+        # The CA (otszmq.pki): keys, certificates, CRLs and client-compatible PKCS#12
+        # without openssl subprocesses; >=42 for not_valid_after_utc.
+        "cryptography>=42",
     ],
     extras_require={
         "test": [

@@ -1,4 +1,5 @@
-"""The ``otszmq`` command: one sub-command per stage, plus ``serve`` and ``stats``."""
+"""The ``otszmq`` command: one sub-command per stage, plus ``serve``, ``stats``, ``ca`` and
+``cert``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import zmq
 from otszmq import __version__
 from otszmq.config import Settings, add_arguments, load_settings
 from otszmq.errors import OtszmqError
+from otszmq.pki.commands import PKI_COMMANDS, add_pki_arguments
 
 COMMANDS = {
     "serve": "run every stage of one node (fan-out, workers, ingest) and supervise them",
@@ -34,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--json", action="store_true", help="print JSON")
             sub.add_argument("--wait", type=float, default=None,
                              help="seconds to listen (default: 2.5 stats intervals)")
+    for command, help_text in PKI_COMMANDS.items():
+        sub = commands.add_parser(command, help=help_text, description=help_text)
+        add_pki_arguments(sub, command)
     return parser
 
 
@@ -80,4 +85,8 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
             context.term()
         render(snapshots, sys.stdout, as_json=args.json)
         return 0
+    if command in PKI_COMMANDS:
+        from otszmq.pki.admin import run as run_pki
+
+        return run_pki(command, settings, args)
     raise AssertionError(command)

@@ -40,3 +40,17 @@ class CotParseError(OtszmqError):
 
 class WireError(OtszmqError):
     """A pipeline message between stages does not have the documented shape."""
+
+
+class StoreError(OtszmqError):
+    """The store cannot open, migrate or write its database, or a record is malformed.
+
+    A bad record costs that record (dropped and counted); a database that cannot be opened or
+    migrated stops the store stage at start-up with a message naming the database.
+    """
+
+
+class PkiError(OtszmqError):
+    """A certificate-authority operation cannot be done: no CA, a wrong passphrase,
+    a bad user name, an unknown serial. The message names the problem; nothing was written.
+    """
