@@ -60,6 +60,10 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
 
         setup_logging(settings, "serve")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.tls_port:
+            from otszmq.pki.bootstrap import ensure_ca
+
+            ensure_ca(settings.pki_dir)
         return Supervisor(settings, build_children(settings)).run()
     if command == "ingest":
         from otszmq.ingest.main import run as run_ingest

@@ -45,6 +45,10 @@ class Settings:
     log_level: str = _opt("info", "one of " + ", ".join(LOG_LEVELS), _NODE)
     bind: str = _opt("0.0.0.0", "address the client ports listen on", _INGEST)
     tcp_port: int = _opt(8088, "plain TCP CoT port (0: off)", _INGEST)
+    tls_port: int = _opt(8089, "mutual-TLS CoT port (0: off)", _INGEST)
+    tls_handshake_timeout: float = _opt(
+        10.0, "seconds a TLS client has to finish its handshake", _INGEST
+    )
     workers: int = _opt(0, "parser worker processes (0: one per core)", frozenset({"serve"}))
     ingest_processes: int = _opt(
         1, "ingest processes sharing the client ports (SO_REUSEPORT)", _INGEST | _WORKER
@@ -79,6 +83,10 @@ class Settings:
     @property
     def log_level_number(self) -> int:
         return {"debug": 10, "info": 20, "warning": 30, "error": 40}[self.log_level]
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
 
     def ipc(self, name: str) -> str:
         return f"ipc://{self.data_dir.resolve() / name}"
@@ -138,6 +146,8 @@ def _validate(settings: Settings) -> None:
 
     need(settings.log_level in LOG_LEVELS, "log_level", "must be one of " + ", ".join(LOG_LEVELS))
     need(0 <= settings.tcp_port <= 65535, "tcp_port", "must be a port number 0-65535")
+    need(0 <= settings.tls_port <= 65535, "tls_port", "must be a port number 0-65535")
+    need(settings.tls_handshake_timeout > 0, "tls_handshake_timeout", "must be > 0")
     need(settings.workers >= 0, "workers", "must be >= 0")
     need(settings.ingest_processes >= 1, "ingest_processes", "must be >= 1")
     need(settings.max_event_size >= 256, "max_event_size", "must be >= 256 bytes")

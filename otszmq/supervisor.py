@@ -34,8 +34,9 @@ STABLE_AFTER = 30.0  # a child that ran this long has its back-off reset
 
 _COMMON = ("data_dir", "log_level", "fanout_in", "fanout_out", "fanout_hwm", "stats_interval")
 _INGEST = (
-    "bind", "tcp_port", "ingest_processes", "max_event_size", "idle_timeout",
-    "client_queue_bytes", "slow_client_timeout", "replay_limit", "pending_limit",
+    "bind", "tcp_port", "tls_port", "tls_handshake_timeout", "ingest_processes",
+    "max_event_size", "idle_timeout", "client_queue_bytes", "slow_client_timeout",
+    "replay_limit", "pending_limit",
 )
 
 
@@ -145,8 +146,9 @@ class Supervisor:
     def _announce_ready(self) -> None:
         s = self.settings
         tcp = f"CoT/TCP {s.bind}:{s.tcp_port}" if s.tcp_port else "CoT/TCP off"
+        tls = f"CoT/TLS {s.bind}:{s.tls_port}" if s.tls_port else "CoT/TLS off"
         print(
-            f"otszmq ready: {tcp}, {s.worker_count} workers, {s.ingest_processes} ingest, "
+            f"otszmq ready: {tcp}, {tls}, {s.worker_count} workers, {s.ingest_processes} ingest, "
             f"data dir {s.data_dir.resolve()}",
             flush=True,
         )

@@ -12,6 +12,7 @@ import os
 import selectors
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -39,14 +40,17 @@ def otszmq_command(*args: str) -> list[str]:
 class Node:
     """One ``otszmq serve`` process tree on loopback, in its own data dir."""
 
-    def __init__(self, data_dir: Path, *, workers: int = 2, extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, data_dir: Path, *, workers: int = 2, extra: tuple[str, ...] = (),
+                 tls: bool = False) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        # TLS is off unless asked for: making a CA costs seconds of RSA key generation.
+        self.tls_port = free_port() if tls else 0
         self.log_path = data_dir.parent / f"{data_dir.name}-serve.log"
         self.argv = otszmq_command(
             "serve", "--data-dir", str(data_dir), "--bind", "127.0.0.1",
             "--tcp-port", str(self.port), "--workers", str(workers), "--log-level", "info",
-            "--stats-interval", "0.2", *extra,
+            "--stats-interval", "0.2", "--tls-port", str(self.tls_port), *extra,
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_line = ""
@@ -165,14 +169,16 @@ class CotClient:
     """A blocking TCP client that reads whole events (split on ``</event>``)."""
 
     def __init__(
-        self, port: int, *, timeout: float = RECV_TIMEOUT, receive_buffer: int | None = None
+        self, port: int, *, timeout: float = RECV_TIMEOUT, receive_buffer: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.sock = socket.socket()
-        self.sock.settimeout(timeout)
+        raw = socket.socket()
+        raw.settimeout(timeout)
         if receive_buffer is not None:
             # Before connect, so that the TCP window is small from the start.
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-        self.sock.connect(("127.0.0.1", port))
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        raw.connect(("127.0.0.1", port))
+        self.sock = tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw
         self.timeout = timeout
         self._buffer = bytearray()
         self._start = 0  # where the next event begins in _buffer
@@ -248,7 +254,7 @@ class CotClient:
                 chunk = self.sock.recv(65536)
             except TimeoutError:
                 return False
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
                 return True
             if not chunk:
                 return True

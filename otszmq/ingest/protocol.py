@@ -16,6 +16,8 @@ from otszmq.errors import FramingError
 from otszmq.ingest.framing import FrameKind, XmlFramer
 from otszmq.ingest.outbound import Outbound
 from otszmq.ingest.registry import Connection
+from otszmq.ingest.tls import peer_serial
+from otszmq.pki.tls import peer_common_name
 
 if TYPE_CHECKING:
     from otszmq.ingest.service import IngestService
@@ -43,6 +45,11 @@ class CotStreamProtocol(asyncio.Protocol):
         self.conn = Connection(
             id=self._conn_id, peer=peer, out=Outbound(transport), last_activity=time.monotonic()
         )
+        # On the TLS port the handshake has verified the certificate by now; its CN is the user.
+        peercert = transport.get_extra_info("peercert")
+        if peercert:
+            self.conn.user = peer_common_name(peercert) or ""
+            self.conn.cert_serial = peer_serial(peercert)
         self.service.connected(self.conn)
 
     def data_received(self, data: bytes) -> None:

@@ -25,6 +25,8 @@ class Connection:
     out: Outbound
     groups_in: tuple[str, ...] = (ANON_GROUP,)
     groups_out: frozenset[str] = frozenset({ANON_GROUP})
+    user: str = ""  # the client certificate's CN on the TLS port; "" for anonymous TCP
+    cert_serial: int = 0
     uid: str = ""
     callsign: str = ""
     sa_type: str = "a-f-G-U-C"

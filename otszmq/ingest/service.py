@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import zmq
 
@@ -25,6 +26,7 @@ from otszmq.ingest.outbound import HARD_LIMIT_FACTOR, Outbound
 from otszmq.ingest.protocol import CotStreamProtocol
 from otszmq.ingest.registry import Connection, Registry
 from otszmq.ingest.replay import ReplayCache, ReplayItem
+from otszmq.ingest.tls import TlsContexts
 from otszmq.ingest.workerpool import WorkerPool
 from otszmq.metrics import Counters, publish_stats
 from otszmq.wire import (
@@ -51,6 +53,9 @@ class IngestConfig:
     ingest_id: str
     bind: str
     tcp_port: int
+    tls_port: int
+    tls_handshake_timeout: float
+    pki_dir: Path
     reuse_port: bool
     max_event_size: int
     idle_timeout: float
@@ -83,7 +88,9 @@ class IngestService:
         self._deferred_close: list[Connection] = []
         self._ready = asyncio.Event()
         self._stopping = False
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
+        self._tls: TlsContexts | None = None
+        self._tls_generation_seen = 0
         self._probe_header = pack_source(
             SourceHeader(SourceKind.PROBE, config.ingest_id, PROBE_CONN, "probe", "", ())
         )
@@ -108,16 +115,24 @@ class IngestService:
         loop.add_reader(self._router.fileno(), self.pool.receive)
         sweeper = asyncio.create_task(self._sweep_forever())
         try:
-            if self.config.tcp_port:
-                self._server = await loop.create_server(
-                    self._new_protocol, self.config.bind, self.config.tcp_port,
-                    reuse_port=self.config.reuse_port or None, backlog=4096,
-                )
+            config = self.config
+            if config.tcp_port:
+                self._servers.append(await loop.create_server(
+                    self._new_protocol, config.bind, config.tcp_port,
+                    reuse_port=config.reuse_port or None, backlog=4096,
+                ))
+            if config.tls_port:
+                self._tls = TlsContexts(config.pki_dir)
+                self._servers.append(await loop.create_server(
+                    self._new_protocol, config.bind, config.tls_port, ssl=self._tls.listener,
+                    ssl_handshake_timeout=config.tls_handshake_timeout,
+                    reuse_port=config.reuse_port or None, backlog=4096,
+                ))
             await self._prove_pipeline(stop)
             if not stop.is_set():
                 log.info(
-                    "%s ready: CoT/TCP on %s:%d, %d workers",
-                    self.config.name, self.config.bind, self.config.tcp_port, self.pool.alive,
+                    "%s ready: CoT/TCP port %d, CoT/TLS port %d (0: off), %d workers",
+                    config.name, config.tcp_port, config.tls_port, self.pool.alive,
                 )
                 if ready_fd >= 0:
                     os.write(ready_fd, b"ready\n")
@@ -150,13 +165,13 @@ class IngestService:
 
     async def _shutdown(self) -> None:
         self._stopping = True
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for conn in list(self.registry.by_id.values()):
             self._flush_one(conn.out)
             conn.out.transport.close()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()
 
     def _new_protocol(self) -> CotStreamProtocol:
         return CotStreamProtocol(self, next(self._conn_ids))
@@ -170,7 +185,10 @@ class IngestService:
         state = self.replay.visible(conn.groups_out, time.time())
         if state:
             conn.out.transport.write(b"".join(state))
-        log.debug("client %s connected (conn %d)", conn.peer, conn.id)
+        if conn.user:
+            log.info("client %s connected over TLS as user %r", conn.peer, conn.user)
+        else:
+            log.debug("client %s connected (conn %d)", conn.peer, conn.id)
 
     def events_from(self, conn: Connection, events: list[bytes]) -> None:
         """The events one read of ``conn`` completed, in order: one batch to its worker."""
@@ -333,6 +351,7 @@ class IngestService:
             self.pool.receive()
             self.pool.sweep(now)
             self._sweep_clients(now)
+            self._sweep_revocations()
             self.replay.prune(time.time())
             # The fd may have missed an edge while we were busy: drain anyway.
             self._drain_routed()
@@ -357,6 +376,22 @@ class IngestService:
         for conn in closing:
             conn.closing = False  # let _close do its work
             self._slow_disconnect(conn, f"over {HARD_LIMIT_FACTOR}x its queue bound")
+
+    def _sweep_revocations(self) -> None:
+        """After a revocation: new handshakes already check it; close open connections."""
+        if self._tls is None:
+            return
+        self._tls.refresh()
+        if self._tls.generation == self._tls_generation_seen:
+            return
+        self._tls_generation_seen = self._tls.generation
+        revoked = self._tls.revoked_serials()
+        for conn in list(self.registry.by_id.values()):
+            if conn.cert_serial and conn.cert_serial in revoked:
+                self.counters.inc("revoked_disconnects")
+                log.warning("closing client %s: certificate of user %r was revoked",
+                            conn.peer, conn.user)
+                self._close(conn, abort=True)
 
     def _slow_disconnect(self, conn: Connection, why: str) -> None:
         self.counters.values["slow_disconnects"] += 1

@@ -93,7 +93,7 @@ def test_node_from_separate_stages_over_tcp(tmp_path: Path) -> None:
         stage(["fanout", *common], tmp_path / "fanout.log"),
         stage(["worker", *common, "--work-endpoints", work], tmp_path / "worker.log"),
         stage(["ingest", *common, "--work-endpoint", work, "--bind", "127.0.0.1",
-               "--tcp-port", str(port)], tmp_path / "ingest.log"),
+               "--tcp-port", str(port), "--tls-port", "0"], tmp_path / "ingest.log"),
     ):
         a, b = CotClient(port), CotClient(port)
         with a, b:
