@@ -15,6 +15,11 @@ setup(
         # The CA (otszmq.pki): keys, certificates, CRLs and client-compatible PKCS#12
         # without openssl subprocesses; >=42 for not_valid_after_utc.
         "cryptography>=42",
+        # The store (otszmq.store): a small ORM that speaks SQLite and PostgreSQL alike and
+        # does multi-row upserts; >=4.5 ships its own type stubs (mypy strict).
+        "peewee>=4.5",
+        # peewee's PostgreSQL driver; the binary wheel needs no libpq or compiler on the host.
+        "psycopg2-binary>=2.9",
     ],
     extras_require={
         "test": [

@@ -21,6 +21,7 @@ COMMANDS = {
     "ingest": "run one ingest process: client connections in and out",
     "worker": "run one parser/router worker",
     "fanout": "run the fan-out proxy",
+    "store": "run the store: write what the workers parsed into SQLite or PostgreSQL",
     "stats": "print a live snapshot of a running node's counters",
 }
 
@@ -77,6 +78,10 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
         from otszmq.fanout.main import run as run_fanout
 
         return run_fanout(settings)
+    if command == "store":
+        from otszmq.store.main import run as run_store
+
+        return run_store(settings)
     if command == "stats":
         from otszmq.stats import collect, render
 

@@ -25,10 +25,11 @@ ENV_PREFIX = "OTSZMQ_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # Which commands take a setting. `serve` starts every stage, so it takes them all.
-_NODE = frozenset({"serve", "ingest", "worker", "fanout", "stats"})
+_NODE = frozenset({"serve", "ingest", "worker", "fanout", "stats", "store"})
 _INGEST = frozenset({"serve", "ingest"})
 _WORKER = frozenset({"serve", "worker"})
 _FANOUT = frozenset({"serve", "fanout"})
+_STORE = frozenset({"serve", "store"})
 
 
 def _opt(default: Any, help_text: str, commands: frozenset[str], *, hidden: bool = False) -> Any:
@@ -78,6 +79,25 @@ class Settings:
     fanout_hwm: int = _opt(200_000, "messages queued per fan-out peer before loss", _NODE)
     stats_interval: float = _opt(1.0, "seconds between counter snapshots", _NODE)
     name: str = _opt("", "process name in logs and stats (default: role-pid)", _NODE)
+    # -- store (otszmq/store) --
+    database_url: str = _opt(
+        "", "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/NAME (default: SQLite "
+        "otszmq.db in the data dir)", _STORE,
+    )
+    store_raw_xml: bool = _opt(True, "keep each event's XML in the CoT log", _STORE)
+    store_queue_limit: int = _opt(
+        50_000, "records waiting for the database, then dropped and counted", _STORE
+    )
+    store_batch_size: int = _opt(500, "records written per transaction, at most", _STORE)
+    store_flush_interval: float = _opt(
+        0.0, "seconds a batch may wait to fill before it is written (0: at once)", _STORE
+    )
+    points_retention_days: float = _opt(7.0, "keep points this many days (0: forever)", _STORE)
+    cot_retention_days: float = _opt(7.0, "keep the CoT log this many days (0: forever)", _STORE)
+    chat_retention_days: float = _opt(
+        30.0, "keep chat messages this many days (0: forever)", _STORE
+    )
+    store_prune_interval: float = _opt(600.0, "seconds between retention runs", _STORE)
     ready_fd: int = _opt(-1, "file descriptor to write 'ready' to", _NODE, hidden=True)
 
     @property
@@ -113,6 +133,10 @@ class Settings:
     def worker_count(self) -> int:
         return self.workers or (os.cpu_count() or 1)
 
+    @property
+    def store_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'otszmq.db'}"
+
 
 def _fields() -> list[dataclasses.Field[Any]]:
     return list(dataclasses.fields(Settings))
@@ -127,6 +151,13 @@ def _convert(name: str, kind: Any, raw: Any, origin: str) -> Any:
             return int(raw)
         if kind in ("float", float):
             return float(raw)
+        if kind in ("bool", bool):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError("expected true or false")
+            return text in ("true", "1", "yes", "on")
         if kind in ("Path", Path):
             return Path(str(raw))
         if kind in ("tuple[str, ...]",):
@@ -158,6 +189,18 @@ def _validate(settings: Settings) -> None:
     need(settings.pending_limit >= 0, "pending_limit", "must be >= 0")
     need(settings.fanout_hwm >= 1000, "fanout_hwm", "must be >= 1000")
     need(settings.stats_interval > 0, "stats_interval", "must be > 0")
+    url = settings.database_url
+    if url and not url.startswith(("sqlite://", "postgresql://", "postgres://")):
+        # NOTE: the value is not quoted back: a database URL may hold a password.
+        scheme = url.split("://", 1)[0] if "://" in url else "(none)"
+        raise ConfigError(f"database_url: must start with sqlite:// or postgresql://, "
+                          f"got scheme {scheme!r}")
+    need(settings.store_queue_limit >= 1, "store_queue_limit", "must be >= 1")
+    need(settings.store_batch_size >= 1, "store_batch_size", "must be >= 1")
+    need(settings.store_flush_interval >= 0, "store_flush_interval", "must be >= 0")
+    for days in ("points_retention_days", "cot_retention_days", "chat_retention_days"):
+        need(getattr(settings, days) >= 0, days, "must be >= 0")
+    need(settings.store_prune_interval > 0, "store_prune_interval", "must be > 0")
     for endpoint_name in ("work_endpoint", "fanout_in", "fanout_out"):
         value = getattr(settings, endpoint_name)
         need(

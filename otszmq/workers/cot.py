@@ -16,7 +16,7 @@ and a sender repeats it, the first wins.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
@@ -120,6 +120,16 @@ class CotEvent:
     links: tuple[Link, ...]
     remarks: str | None  # detail/remarks text before any child element; <remarks/> -> None
     raw: bytes
+    # STORE: parsed elements for the worker's store hook (otszmq.store.records), which reads
+    # what routing does not need from them instead of parsing the bytes again: <detail> itself
+    # (_medevac_, <emergency>, ...), and the position report's parts that the parser's walk
+    # over <detail> meets anyway (saving the hook a second walk on every SA). Never serialised,
+    # not compared, not shown; None when absent. PERF: a slot assignment each.
+    detail: etree._Element | None = field(default=None, compare=False, repr=False)
+    contact: etree._Element | None = field(default=None, compare=False, repr=False)
+    track: etree._Element | None = field(default=None, compare=False, repr=False)
+    status: etree._Element | None = field(default=None, compare=False, repr=False)
+    video: etree._Element | None = field(default=None, compare=False, repr=False)  # __video
 
     @property
     def is_ping(self) -> bool:
@@ -260,7 +270,8 @@ def _degrees(point: etree._Element, name: str, limit: float) -> float:
 _NO_POSITION: Final[tuple[None, None, None, None, None]] = (None, None, None, None, None)
 
 # What _read_detail found: contact, __group, takv, __chat and remarks elements (or None), the
-# marti dests, the links, and whether a <marti> was present.
+# marti dests, the links, whether a <marti> was present, then (STORE) the track, status and
+# __video elements.
 _DetailParts = tuple[
     etree._Element | None,
     etree._Element | None,
@@ -270,8 +281,13 @@ _DetailParts = tuple[
     tuple[Dest, ...],
     tuple[Link, ...],
     bool,
+    etree._Element | None,
+    etree._Element | None,
+    etree._Element | None,
 ]
-_NO_DETAIL: Final[_DetailParts] = (None, None, None, None, None, (), (), False)
+_NO_DETAIL: Final[_DetailParts] = (
+    None, None, None, None, None, (), (), False, None, None, None,
+)
 
 
 def _event_root(data: bytes, xml_parser: etree.XMLParser) -> etree._Element:
@@ -306,7 +322,7 @@ def _position(
 
 def _read_detail(detail: etree._Element) -> _DetailParts:
     """One walk over the children of ``<detail>``, picking out what routing and storage read."""
-    contact = group = takv = chat = remarks = None
+    contact = group = takv = chat = remarks = track = status = video = None
     dests: list[Dest] = []
     links: list[Link] = []
     has_marti = False
@@ -336,7 +352,19 @@ def _read_detail(detail: etree._Element) -> _DetailParts:
             for dest in child:
                 if dest.tag == "dest":
                     dests.append(Dest(dest.get("callsign"), dest.get("uid"), dest.get("mission")))
-    return contact, group, takv, chat, remarks, tuple(dests), tuple(links), has_marti
+        # STORE: last in the chain, so the branches above cost what they did before.
+        elif tag == "track":
+            if track is None:
+                track = child
+        elif tag == "status":
+            if status is None:
+                status = child
+        elif tag == "__video" and video is None:
+            video = child
+    return (
+        contact, group, takv, chat, remarks, tuple(dests), tuple(links), has_marti, track,
+        status, video,
+    )
 
 
 def _parse(data: bytes, xml_parser: etree.XMLParser) -> CotEvent:
@@ -367,9 +395,10 @@ def _parse(data: bytes, xml_parser: etree.XMLParser) -> CotEvent:
             detail = child
 
     lat, lon, hae, ce, le = _NO_POSITION if point is None else _position(point)
-    contact, group, takv, chat_element, remarks_element, dests, links, has_marti = (
-        _NO_DETAIL if detail is None else _read_detail(detail)
-    )
+    (
+        contact, group, takv, chat_element, remarks_element, dests, links, has_marti, track,
+        status, video,
+    ) = _NO_DETAIL if detail is None else _read_detail(detail)
     remarks = None if remarks_element is None else remarks_element.text
     chat = None
     if chat_element is not None:
@@ -410,4 +439,9 @@ def _parse(data: bytes, xml_parser: etree.XMLParser) -> CotEvent:
         links=links,
         remarks=remarks,
         raw=data,
+        detail=detail,
+        contact=contact,
+        track=track,
+        status=status,
+        video=video,
     )

@@ -19,10 +19,12 @@ import zmq
 
 from otszmq.errors import CotParseError, WireError
 from otszmq.metrics import Counters, publish_stats
+from otszmq.store.records import record_from_event
 from otszmq.wire import (
     HEARTBEAT_INTERVAL,
     HELLO,
     TOPIC_EVENT,
+    TOPIC_RECORD,
     RoutedHeader,
     RouteFlag,
     RouteMode,
@@ -88,8 +90,10 @@ class WorkerService:
         self.counters = Counters()
         self.counters.preset(
             "events_in", "events_routed", "parse_errors", "wire_errors", "dropped_ping",
-            "dropped_protocol_negotiation", "probes",
+            "dropped_protocol_negotiation", "probes", "records_out",
         )
+        # STORE: records of this drain round for the store stage (see _drain).
+        self._records: list[bytes] = [TOPIC_RECORD]
         self._stop = False
 
     def request_stop(self) -> None:
@@ -138,6 +142,12 @@ class WorkerService:
             self.handle(frames, out)
         if len(out) > 1:
             self._pub.send_multipart(out)
+        # STORE HOOK: the round's store records go out after its routed events, in a message
+        # of their own, so routing never waits on them (wire.py: [TOPIC_RECORD, record, ...]).
+        if len(self._records) > 1:
+            self.counters.values["records_out"] += len(self._records) - 1
+            self._pub.send_multipart(self._records)
+            self._records = [TOPIC_RECORD]
 
     def handle(self, frames: list[bytes], out: list[bytes]) -> None:
         """Parse and route one batch of one source; append [header, event] pairs to ``out``."""
@@ -175,6 +185,11 @@ class WorkerService:
             )
             out += (pack_routed(header), payload)
             counters["events_routed"] += 1
+            # STORE HOOK: what the store keeps of this event, built from the parsed event (the
+            # store never parses XML); None for what it does not keep.
+            record = record_from_event(event, source.sender_uid)
+            if record is not None:
+                self._records.append(record)
 
     def _header(self, source: SourceHeader, mode: int) -> bytes:
         return pack_routed(RoutedHeader(

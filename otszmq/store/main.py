@@ -1,0 +1,89 @@
+"""Entry point of ``otszmq store``: settings, database, sockets, signals; then the service."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from datetime import timedelta
+from types import FrameType
+
+import zmq
+
+from otszmq.config import Settings
+from otszmq.runtime import make_socket, prepare_ipc, setup_logging
+from otszmq.store.database import open_database, redact
+from otszmq.store.migrations import migrate
+from otszmq.store.models import MODELS
+from otszmq.store.service import StoreConfig, StoreService
+from otszmq.store.writer import RecordWriter, Retention
+from otszmq.wire import TOPIC_RECORD
+
+log = logging.getLogger(__name__)
+
+
+def _days(days: float) -> timedelta | None:
+    return timedelta(days=days) if days > 0 else None
+
+
+def config_from(settings: Settings, name: str) -> StoreConfig:
+    return StoreConfig(
+        name=name,
+        store_raw_xml=settings.store_raw_xml,
+        batch_size=settings.store_batch_size,
+        flush_interval=settings.store_flush_interval,
+        queue_limit=settings.store_queue_limit,
+        retention=Retention(
+            points=_days(settings.points_retention_days),
+            cot=_days(settings.cot_retention_days),
+            chat=_days(settings.chat_retention_days),
+        ),
+        prune_interval=settings.store_prune_interval,
+        stats_interval=settings.stats_interval,
+    )
+
+
+def run(settings: Settings) -> int:
+    name = setup_logging(settings, "store")
+    prepare_ipc(settings)
+    config = config_from(settings, name)
+    url = settings.store_database_url
+    database = open_database(url)
+    database.bind(MODELS)
+    # Migrate before subscribing: a database that cannot be opened or migrated stops the stage
+    # here with a StoreError naming it (the CLI prints it and exits 2).
+    try:
+        version = migrate(database)
+    finally:
+        database.close()  # the writer thread opens its own connection
+    log.info("database %s at schema version %d", redact(url), version)
+
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sub = make_socket(context, zmq.SUB, linger_ms=0, hwm=settings.fanout_hwm)
+    stats_pub = make_socket(context, zmq.PUB, linger_ms=0, hwm=100)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    try:
+        sub.setsockopt(zmq.SUBSCRIBE, TOPIC_RECORD)
+        sub.connect(settings.fanout_out_endpoint)
+        stats_pub.connect(settings.fanout_in_endpoint)
+        writer = RecordWriter(database, store_raw_xml=config.store_raw_xml)
+        service = StoreService(config, writer, sub, stats_pub, wake_r)
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            service.request_stop()
+
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        if settings.ready_fd >= 0:
+            os.write(settings.ready_fd, b"ready\n")
+        service.run()
+    finally:
+        for sock in (sub, stats_pub):
+            sock.close()
+        context.term()
+        database.close()
+        os.close(wake_r)
+        os.close(wake_w)
+    return 0

@@ -1,0 +1,395 @@
+"""Store records: what the store writes about one event, built once from the parsed event.
+
+Parse once (STYLE rule 6): the worker already holds the :class:`CotEvent` (and its lxml
+``<detail>`` element), so it builds the record right after routing, and the store stage only
+unpacks msgpack, never XML. This module is that format, sans-IO: :func:`record_from_event`
+(worker side) and :func:`decode_record` (store side). It imports neither peewee nor ZeroMQ.
+
+Frames: ``[TOPIC_RECORD, record, record, ...]``, one batch per worker drain round (see
+:mod:`otszmq.wire`).
+
+Layout (``RECORD_VERSION`` 1): a msgpack array with fixed positions::
+
+    idx  field       msgpack type      meaning
+    0    version     int               RECORD_VERSION; a store refuses other versions
+    1    kind        str               a RecordKind: which tables the record feeds
+    2    uid         str               event@uid
+    3    type        str               event@type
+    4    how         str               event@how ("" when absent)
+    5    time        timestamp         event@time (msgpack's Timestamp extension, -1: UTC)
+    6    start       timestamp         event@start
+    7    stale       timestamp         event@stale
+    8    sender_uid  str               the source connection's announced uid ("" before it
+                                       announces, and for events the server made)
+    9    lat         float | nil       point@lat; 9-13 are nil when the event has no <point>
+    10   lon         float | nil
+    11   hae         float | nil       9999999 (= unknown) and NaN are kept as sent
+    12   ce          float | nil
+    13   le          float | nil
+    14   callsign    str | nil         detail/contact@callsign
+    15   missions    [str]             detail/marti/dest@mission names
+    16   raw         bin               the event's bytes as received (the store keeps them only
+                                       when store_raw_xml is on; see NOTE below)
+    17   detail      map | nil         kind-specific, below; str keys, values as sent (str) unless
+                                       noted, absent attribute = nil
+
+Kind-specific ``detail`` maps::
+
+    eud      device platform os version (takv), team role (__group), endpoint phone (contact),
+             course speed (track), battery (status), video (map, when the SA carries __video)
+    marker   icon (usericon@iconsetpath), color (color@argb), readiness (status@readiness),
+             parent_uid parent_callsign relation (the first link), remarks, video
+    chat     room (__chat@chatroom), room_id (__chat@id), parent, sender_callsign, message_id,
+             group_owner, text (remarks), sender_uid (first link@uid), members ([str]: the
+             chatgrp uid0, uid1, ... attributes)
+    alert    alert_type (emergency@type), cancel (bool: emergency@cancel is true or the type is
+             b-a-o-can), link_uid (first link@uid: the device that raised it)
+    casevac  every _medevac_ attribute named in CASEVAC_FIELDS that is present, plus zmist
+             ([map]: each zMistsMap/zMist's title z m i s t)
+    rb_line  range bearing inclination range_units bearing_units north_ref color stroke_color
+             stroke_weight labels_on (each a child element's @value)
+    video    the __video map: url (__video@url) and ConnectionEntry's protocol address port
+             path alias rover_port rtsp_reliable ignore_klv network_timeout buffer_time
+    delete   target_uid target_type (the t-x-d-d's first link; target_uid falls back to uid)
+    event    nil: only the CoT log and points take it
+
+NOTE: the raw bytes always travel, whatever ``store_raw_xml`` says: that setting belongs to the
+store stage (workers do not take store settings), and dropping ~600 bytes there costs less than a
+second switch that must agree across processes.
+
+PERF: the worker pays for this on its hot path. An SA record costs a few attribute reads on
+elements the parser already picked out (no second walk over ``<detail>``), two
+``timestamp()`` calls and one ``msgpack.packb``; values stay the strings lxml gives, and the
+store converts them. Rarer kinds walk ``<detail>`` once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final, NamedTuple
+
+import msgpack
+from lxml import etree
+
+from otszmq.errors import StoreError
+from otszmq.workers.cot import CotEvent
+from otszmq.workers.kinds import EventKind, classify
+
+__all__ = [
+    "CASEVAC_FIELDS",
+    "RECORD_VERSION",
+    "Record",
+    "RecordKind",
+    "decode_record",
+    "record_from_event",
+]
+
+RECORD_VERSION: Final = 1
+_FIELDS: Final = 18  # entries of the array, version included
+
+
+class RecordKind:
+    """``Record.kind``: which tables a record feeds (every record also feeds the CoT log)."""
+
+    EUD: Final = "eud"  # a device's own position report (a-* with takv or contact@endpoint)
+    MARKER: Final = "marker"  # a-* placed by hand (no takv, no endpoint) and b-m-p-*
+    CHAT: Final = "chat"  # b-t-f with <__chat>
+    ALERT: Final = "alert"  # b-a-*: 911, ring the bell, in contact, geofence, cancel
+    CASEVAC: Final = "casevac"  # b-r-f-h-c 9-line
+    RB_LINE: Final = "rb_line"  # u-rb-* range and bearing line
+    VIDEO: Final = "video"  # b-i-v video stream announcement
+    DELETE: Final = "delete"  # t-x-d-d
+    EVENT: Final = "event"  # anything else: CoT log and points only
+
+
+# The _medevac_ attributes kept: the 9 lines and the HLZ brief that ATAK's form fills in.
+CASEVAC_FIELDS: Final = (
+    "title", "casevac", "freq", "urgent", "priority", "routine", "hoist", "extraction_equipment",
+    "ventilator", "equipment_none", "equipment_other", "equipment_detail", "litter", "ambulatory",
+    "security", "hlz_marking", "hlz_other", "marked_by", "us_military", "us_civilian",
+    "nonus_military", "nonus_civilian", "epw", "child", "terrain_none", "terrain_slope",
+    "terrain_rough", "terrain_loose", "terrain_other", "terrain_slope_dir",
+    "terrain_other_detail", "medline_remarks", "zone_prot_selection", "winds_are_from",
+    "friendlies", "enemy", "hlz_remarks", "obstacles",
+)
+
+# ConnectionEntry attribute -> record key.
+_VIDEO_ATTRIBUTES: Final = (
+    ("protocol", "protocol"), ("address", "address"), ("port", "port"), ("path", "path"),
+    ("alias", "alias"), ("roverPort", "rover_port"), ("rtspReliable", "rtsp_reliable"),
+    ("ignoreEmbeddedKLV", "ignore_klv"), ("networkTimeout", "network_timeout"),
+    ("bufferTime", "buffer_time"),
+)
+
+# Range-and-bearing child element (its @value) -> record key.
+_RB_ELEMENTS: Final = {
+    "range": "range", "bearing": "bearing", "inclination": "inclination",
+    "rangeUnits": "range_units", "bearingUnits": "bearing_units", "northRef": "north_ref",
+    "color": "color", "strokeColor": "stroke_color", "strokeWeight": "stroke_weight",
+    "labels_on": "labels_on",
+}
+
+_NOT_STORED: Final = frozenset({EventKind.PING, EventKind.PONG, EventKind.PROTOCOL})
+
+
+class Record(NamedTuple):
+    """A decoded record, as the store's writer reads it. Times are timezone-aware UTC."""
+
+    kind: str
+    uid: str
+    type: str
+    how: str
+    time: datetime
+    start: datetime
+    stale: datetime
+    sender_uid: str
+    lat: float | None
+    lon: float | None
+    hae: float | None
+    ce: float | None
+    le: float | None
+    callsign: str | None
+    missions: tuple[str, ...]
+    raw: bytes
+    detail: dict[str, Any]  # {} when the record has none
+
+
+Detail = dict[str, Any]
+_Element = etree._Element
+
+
+def _video(video: _Element) -> Detail:
+    """The map of one ``__video`` element (and its first ``ConnectionEntry``)."""
+    out: Detail = {"url": video.get("url")}
+    for entry in video:
+        if entry.tag == "ConnectionEntry":
+            get = entry.get
+            for attribute, key in _VIDEO_ATTRIBUTES:
+                out[key] = get(attribute)
+            break
+    return out
+
+
+def _eud(event: CotEvent, detail: _Element | None) -> Detail:
+    # PERF: no walk over <detail>: the parser kept the elements an SA needs (the hottest kind).
+    contact, track, status = event.contact, event.track, event.status
+    out: Detail = {
+        "device": event.takv_device, "platform": event.takv_platform, "os": event.takv_os,
+        "version": event.takv_version, "team": event.group_name, "role": event.group_role,
+        "endpoint": event.endpoint, "phone": None if contact is None else contact.get("phone"),
+        "course": None if track is None else track.get("course"),
+        "speed": None if track is None else track.get("speed"),
+        "battery": None if status is None else status.get("battery"),
+    }
+    if event.video is not None:
+        out["video"] = _video(event.video)
+    return out
+
+
+def _marker(event: CotEvent, detail: _Element | None) -> Detail:
+    link = event.links[0] if event.links else None
+    status = event.status
+    out: Detail = {
+        "icon": None, "color": None, "remarks": event.remarks,
+        "readiness": None if status is None else status.get("readiness"),
+        "parent_uid": None if link is None else link.uid, "parent_callsign": None,
+        "relation": None if link is None else link.relation,
+    }
+    if detail is None:
+        return out
+    for child in detail:
+        tag = child.tag
+        if tag == "usericon":
+            out["icon"] = child.get("iconsetpath")
+        elif tag == "color":
+            out["color"] = child.get("argb")
+        elif tag == "link" and out["parent_callsign"] is None:
+            out["parent_callsign"] = child.get("parent_callsign")
+    if event.video is not None:
+        out["video"] = _video(event.video)
+    return out
+
+
+def _chat(event: CotEvent, detail: _Element | None) -> Detail:
+    chat = event.chat
+    assert chat is not None  # _kind() only picks CHAT when <__chat> is present
+    members: list[str] = []
+    if detail is not None:
+        for child in detail:
+            if child.tag == "__chat":
+                for part in child:
+                    if part.tag == "chatgrp":
+                        # uid0, uid1, ... in attribute order; "id" names the room, not a member.
+                        # ATAK names the room itself as a member of "All Chat Rooms".
+                        members.extend(
+                            str(value) for name, value in part.items()
+                            if str(name).startswith("uid") and value != chat.chat_id
+                        )
+                        break
+                break
+    return {
+        "room": chat.chatroom, "room_id": chat.chat_id, "parent": chat.parent,
+        "sender_callsign": chat.sender_callsign, "message_id": chat.message_id,
+        "group_owner": chat.group_owner, "text": chat.text,
+        "sender_uid": event.links[0].uid if event.links else None, "members": members,
+    }
+
+
+def _alert(event: CotEvent, detail: _Element | None) -> Detail:
+    alert_type = None
+    cancel = event.type == "b-a-o-can"
+    if detail is not None:
+        for child in detail:
+            if child.tag == "emergency":
+                alert_type = child.get("type")
+                cancel = cancel or (child.get("cancel") or "").lower() == "true"
+                break
+    return {
+        "alert_type": alert_type, "cancel": cancel,
+        "link_uid": event.links[0].uid if event.links else None,
+    }
+
+
+def _casevac(event: CotEvent, detail: _Element | None) -> Detail:
+    out: Detail = {}
+    if detail is None:
+        return out
+    for child in detail:
+        if child.tag != "_medevac_":
+            continue
+        get = child.get
+        for name in CASEVAC_FIELDS:
+            value = get(name)
+            if value is not None:
+                out[name] = value
+        zmists: list[Detail] = []
+        for part in child:
+            if part.tag == "zMistsMap":
+                zmists.extend(
+                    {key: zmist.get(key) for key in ("title", "z", "m", "i", "s", "t")}
+                    for zmist in part if zmist.tag == "zMist"
+                )
+        out["zmist"] = zmists
+        break
+    return out
+
+
+def _rb_line(event: CotEvent, detail: _Element | None) -> Detail:
+    out: Detail = dict.fromkeys(_RB_ELEMENTS.values())
+    if detail is None:
+        return out
+    for child in detail:
+        key = _RB_ELEMENTS.get(child.tag) if isinstance(child.tag, str) else None
+        if key is not None:
+            out[key] = child.get("value")
+    return out
+
+
+def _video_event(event: CotEvent, detail: _Element | None) -> Detail:
+    return {} if event.video is None else {"video": _video(event.video)}
+
+
+def _delete(event: CotEvent, detail: _Element | None) -> Detail:
+    link = event.links[0] if event.links else None
+    target = link.uid if link is not None and link.uid else event.uid
+    return {"target_uid": target, "target_type": None if link is None else link.type}
+
+
+# Per-kind detail readers: adding a kind is adding a row (a RecordKind with no reader has none).
+_READERS: Final[dict[str, Callable[[CotEvent, _Element | None], Detail]]] = {
+    RecordKind.EUD: _eud,
+    RecordKind.MARKER: _marker,
+    RecordKind.CHAT: _chat,
+    RecordKind.ALERT: _alert,
+    RecordKind.CASEVAC: _casevac,
+    RecordKind.RB_LINE: _rb_line,
+    RecordKind.VIDEO: _video_event,
+    RecordKind.DELETE: _delete,
+}
+
+_BY_EVENT_KIND: Final = {
+    EventKind.MARKER: RecordKind.MARKER,
+    EventKind.ALERT: RecordKind.ALERT,
+    EventKind.CASEVAC: RecordKind.CASEVAC,
+    EventKind.RANGE_BEARING: RecordKind.RB_LINE,
+    EventKind.VIDEO: RecordKind.VIDEO,
+    EventKind.DELETE: RecordKind.DELETE,
+}
+
+
+def _kind(event: CotEvent) -> str | None:
+    """The RecordKind of an event, or None for what is never stored (pings, negotiation)."""
+    kind = classify(event.type)
+    if kind is EventKind.SA:
+        # OTS's rule: a device reports itself with <takv> or a contact endpoint; any other
+        # a-* (a 2525 marker, a track from ADS-B/AIS) is an item on the map.
+        device = event.takv_platform is not None or event.takv_device is not None
+        return RecordKind.EUD if device or event.endpoint else RecordKind.MARKER
+    if kind is EventKind.CHAT:
+        # Receipts (b-t-f-d, b-t-f-r) and a b-t-f without <__chat> are logged only.
+        return RecordKind.CHAT if event.chat is not None and event.type == "b-t-f" else (
+            RecordKind.EVENT
+        )
+    if kind in _NOT_STORED:
+        return None
+    return _BY_EVENT_KIND.get(kind, RecordKind.EVENT)
+
+
+def record_from_event(event: CotEvent, sender_uid: str) -> bytes | None:
+    """The packed record of a routed event, or None when the store keeps nothing of it.
+
+    Never raises for an event :class:`~otszmq.workers.cot.CotParser` accepted: every value is
+    read as sent and interpreted by the store.
+    """
+    kind = _kind(event)
+    if kind is None:
+        return None
+    reader = _READERS.get(kind)
+    detail = None if reader is None else reader(event, event.detail)
+    # PERF: datetimes go in as msgpack Timestamps, packed in C (faster than timestamp() calls,
+    # and exact to the microsecond both ways).
+    return msgpack.packb((
+        RECORD_VERSION, kind, event.uid, event.type, event.how, event.time, event.start,
+        event.stale, sender_uid, event.lat, event.lon, event.hae, event.ce, event.le,
+        event.callsign,
+        [dest.mission for dest in event.dests if dest.mission] if event.dests else (),
+        event.raw, detail,
+    ), datetime=True)
+
+
+def _datetime(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a timestamp, got {type(value).__name__}")
+    return value
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def decode_record(data: bytes) -> Record:
+    """Unpack one record; :class:`StoreError` if it is not one this store can read."""
+    try:
+        items = msgpack.unpackb(data, use_list=True, timestamp=3)  # 3: aware UTC datetimes
+    except (ValueError, OverflowError, msgpack.UnpackException) as exc:
+        raise StoreError(f"record: not msgpack: {exc}") from exc
+    if not isinstance(items, list) or len(items) != _FIELDS:
+        raise StoreError(f"record: expected an array of {_FIELDS} items")
+    if items[0] != RECORD_VERSION:
+        raise StoreError(f"record: version {items[0]!r}, expected {RECORD_VERSION}")
+    detail = items[17]
+    try:
+        if not isinstance(items[2], str) or not isinstance(items[16], bytes):
+            raise TypeError("uid must be a string and raw must be bytes")
+        if detail is not None and not isinstance(detail, dict):
+            raise TypeError("detail must be a map")
+        return Record(
+            str(items[1]), items[2], str(items[3]), str(items[4]), _datetime(items[5]),
+            _datetime(items[6]), _datetime(items[7]), str(items[8]), _opt_float(items[9]),
+            _opt_float(items[10]), _opt_float(items[11]), _opt_float(items[12]),
+            _opt_float(items[13]), None if items[14] is None else str(items[14]),
+            tuple(str(m) for m in items[15]), items[16], detail or {},
+        )
+    except (TypeError, ValueError, OverflowError, OSError) as exc:
+        raise StoreError(f"record: bad field: {exc}") from exc

@@ -1,0 +1,236 @@
+"""The store stage: subscribe to the workers' records and write them in batches.
+
+Two threads. The main thread owns the ZeroMQ sockets: it drains the SUB into a bounded
+:class:`RecordBuffer` (overflow: drop-and-count) and publishes the counters, so that a slow
+database never backs up into the fan-out. The writer thread owns the database connection: it
+takes up to ``batch_size`` records at a time (whatever has arrived; optionally lingering for a
+fuller batch), writes them in one transaction, and prunes old rows on a schedule.
+
+Shutdown: stop receiving, drain what the SUB socket already holds, then the writer writes
+everything buffered before the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+import zmq
+
+from otszmq.errors import StoreError
+from otszmq.metrics import Counters, publish_stats
+from otszmq.store.buffer import RecordBuffer
+from otszmq.store.records import Record, decode_record
+from otszmq.store.writer import DatabaseUnavailable, RecordWriter, Retention
+
+log = logging.getLogger(__name__)
+
+DRAIN_BATCH: Final = 500  # SUB messages (record batches) per main-loop turn
+RETRY_FIRST: Final = 0.5  # seconds: back-off while the database is unavailable
+RETRY_MAX: Final = 10.0
+STOP_RETRY_WINDOW: Final = 10.0  # at shutdown, keep retrying an unavailable database this long
+
+COUNTERS: Final = (
+    "records_in", "records_dropped", "records_written", "records_malformed", "records_failed",
+    "records_lost", "batches_written", "write_retries", "pruned_points", "pruned_cot",
+    "pruned_chat", "wire_errors",
+)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    name: str
+    store_raw_xml: bool
+    batch_size: int
+    flush_interval: float  # seconds a batch may wait to fill; 0: write what is there
+    queue_limit: int
+    retention: Retention
+    prune_interval: float  # seconds between prune runs
+    stats_interval: float
+
+
+class StoreService:
+    def __init__(
+        self,
+        config: StoreConfig,
+        writer: RecordWriter,
+        sub: zmq.Socket[bytes],
+        stats_pub: zmq.Socket[bytes],
+        wakeup_fd: int,
+    ) -> None:
+        self.config = config
+        self._writer = writer
+        self._sub = sub
+        self._stats_pub = stats_pub
+        self._wakeup_fd = wakeup_fd
+        self.buffer = RecordBuffer(config.queue_limit)
+        self.counters = Counters()
+        self.counters.preset(*COUNTERS)
+        self.counters.gauge("queue_depth", lambda: float(len(self.buffer)))
+        self._stop = False
+        self._writer_failed = False
+
+    def request_stop(self) -> None:
+        self._stop = True
+
+    # -- main thread: receive and report -------------------------------------------------------
+
+    def run(self) -> None:
+        writer = threading.Thread(target=self._write_loop, name="store-writer")
+        writer.start()
+        poller = zmq.Poller()
+        poller.register(self._sub, zmq.POLLIN)
+        poller.register(self._wakeup_fd, zmq.POLLIN)
+        next_stats = time.monotonic()
+        log.info("%s started", self.config.name)
+        try:
+            while not self._stop and writer.is_alive():
+                timeout_ms = max(0, int((next_stats - time.monotonic()) * 1000))
+                for sock, _ in poller.poll(timeout_ms):
+                    if sock == self._wakeup_fd:
+                        os.read(self._wakeup_fd, 512)
+                    else:
+                        self._drain(DRAIN_BATCH)
+                if time.monotonic() >= next_stats:
+                    self._publish_stats()
+                    next_stats = time.monotonic() + self.config.stats_interval
+            # Whatever reached this process before the stop is written, not lost.
+            while self._drain(DRAIN_BATCH) == DRAIN_BATCH:
+                pass
+        finally:
+            self.buffer.close()
+            writer.join()
+            self._publish_stats()
+        if self._writer_failed:
+            raise StoreError(f"{self.config.name}: the database writer failed (see the log)")
+        log.info(
+            "%s stopped: %d records written, %d dropped", self.config.name,
+            self.counters.values["records_written"], self.counters.values["records_dropped"],
+        )
+
+    def _drain(self, limit: int) -> int:
+        """Move up to ``limit`` waiting messages into the buffer; returns how many were read."""
+        values = self.counters.values
+        for count in range(limit):
+            try:
+                frames = self._sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return count
+            records = frames[1:]
+            values["records_in"] += len(records)
+            dropped = self.buffer.put_many(records)
+            if dropped:
+                values["records_dropped"] += dropped
+        return limit
+
+    def _publish_stats(self) -> None:
+        publish_stats(self._stats_pub, self.config.name, "store", self.counters)
+
+    # -- writer thread: the database -------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        config = self.config
+        next_prune = time.monotonic()  # once at start-up, then every prune_interval
+        take = self.buffer.take
+        try:
+            while True:
+                # Bounded wait: pruning runs on schedule even when nothing arrives.
+                timeout = max(0.0, next_prune - time.monotonic())
+                packed = take(config.batch_size, config.flush_interval, timeout)
+                if packed is None:
+                    break
+                self._write(self._decode(packed))
+                if time.monotonic() >= next_prune:
+                    self._prune()
+                    next_prune = time.monotonic() + config.prune_interval
+        except Exception:
+            # NOTE: a bug, not bad input (that is counted per record): log it and end the
+            # process (run() raises), whose supervisor restarts it, rather than keep buffering
+            # into nowhere.
+            log.exception("%s: the writer failed", config.name)
+            self._writer_failed = True
+            self._stop = True
+
+    def _decode(self, packed: list[bytes]) -> list[Record]:
+        records: list[Record] = []
+        first_error: StoreError | None = None
+        for data in packed:
+            try:
+                records.append(decode_record(data))
+            except StoreError as exc:
+                first_error = first_error or exc
+        malformed = len(packed) - len(records)
+        if malformed:
+            self.counters.values["records_malformed"] += malformed
+            log.warning("dropped %d malformed records (first: %s)", malformed, first_error)
+        return records
+
+    def _write(self, records: list[Record]) -> None:
+        if not records:
+            return
+        values = self.counters.values
+        try:
+            self._retrying(lambda: self._writer.write(records))
+        except DatabaseUnavailable as exc:
+            values["records_lost"] += len(records)
+            log.error("lost %d records at shutdown: %s", len(records), exc)
+            return
+        except StoreError as exc:
+            # One bad record must not cost the batch: write them one by one, drop the bad ones.
+            log.warning("batch of %d refused (%s); writing record by record", len(records), exc)
+            self._write_each(records)
+            return
+        values["records_written"] += len(records)
+        values["batches_written"] += 1
+
+    def _write_each(self, records: list[Record]) -> None:
+        values = self.counters.values
+        for record in records:
+            try:
+                self._retrying(lambda: self._writer.write([record]))  # noqa: B023 (called now)
+            except DatabaseUnavailable:
+                values["records_lost"] += 1
+            except StoreError as exc:
+                values["records_failed"] += 1
+                log.warning("dropping record %s (%s): %s", record.uid, record.type, exc)
+            else:
+                values["records_written"] += 1
+
+    def _retrying(self, attempt: Callable[[], None]) -> None:
+        """Run ``attempt`` until the database takes it; while stopping, only for a while."""
+        delay = RETRY_FIRST
+        give_up_at: float | None = None
+        while True:
+            try:
+                attempt()
+                return
+            except DatabaseUnavailable as exc:
+                now = time.monotonic()
+                if self.buffer.closed:
+                    give_up_at = give_up_at or now + STOP_RETRY_WINDOW
+                    if now >= give_up_at:
+                        raise
+                self.counters.values["write_retries"] += 1
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                if self.buffer.wait_closed(delay):
+                    # Stopping: the close ended the back-off early; keep a short pause so that
+                    # the last tries before giving up are spread over the window.
+                    time.sleep(RETRY_FIRST)
+                delay = min(RETRY_MAX, delay * 2)
+
+    def _prune(self) -> None:
+        try:
+            counts = self._writer.prune(self.config.retention, datetime.now(UTC))
+        except StoreError as exc:
+            log.warning("pruning failed (retried at the next interval): %s", exc)
+            return
+        for table, count in counts.items():
+            self.counters.values[f"pruned_{table}"] += count
+        if any(counts.values()):
+            log.info("pruned %s", ", ".join(f"{n} {table}" for table, n in counts.items()))
