@@ -20,6 +20,10 @@ setup(
         "peewee>=4.5",
         # peewee's PostgreSQL driver; the binary wheel needs no libpq or compiler on the host.
         "psycopg2-binary>=2.9",
+        # The HTTP API (otszmq.api): a WSGI framework with typed requests and multipart
+        # parsing, served by gunicorn; 4 for its type hints.
+        "falcon>=4",
+        "gunicorn>=22",
     ],
     extras_require={
         "test": [

@@ -23,6 +23,7 @@ COMMANDS = {
     "fanout": "run the fan-out proxy",
     "store": "run the store: write what the workers parsed into SQLite or PostgreSQL",
     "stats": "print a live snapshot of a running node's counters",
+    "api": "run the HTTP API (Marti and /api) under gunicorn",
 }
 
 
@@ -82,6 +83,10 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
         from otszmq.store.main import run as run_store
 
         return run_store(settings)
+    if command == "api":
+        from otszmq.api.main import run as run_api
+
+        return run_api(settings)
     if command == "stats":
         from otszmq.stats import collect, render
 

@@ -25,11 +25,12 @@ ENV_PREFIX = "OTSZMQ_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # Which commands take a setting. `serve` starts every stage, so it takes them all.
-_NODE = frozenset({"serve", "ingest", "worker", "fanout", "stats", "store"})
+_NODE = frozenset({"serve", "ingest", "worker", "fanout", "stats", "store", "api"})
 _INGEST = frozenset({"serve", "ingest"})
 _WORKER = frozenset({"serve", "worker"})
 _FANOUT = frozenset({"serve", "fanout"})
 _STORE = frozenset({"serve", "store"})
+_API = frozenset({"serve", "api"})
 
 
 def _opt(default: Any, help_text: str, commands: frozenset[str], *, hidden: bool = False) -> Any:
@@ -44,7 +45,7 @@ class Settings:
 
     data_dir: Path = _opt(Path("otszmq-data"), "directory for state and ipc sockets", _NODE)
     log_level: str = _opt("info", "one of " + ", ".join(LOG_LEVELS), _NODE)
-    bind: str = _opt("0.0.0.0", "address the client ports listen on", _INGEST)
+    bind: str = _opt("0.0.0.0", "address the client ports listen on", _INGEST | _API)
     tcp_port: int = _opt(8088, "plain TCP CoT port (0: off)", _INGEST)
     tls_port: int = _opt(8089, "mutual-TLS CoT port (0: off)", _INGEST)
     tls_handshake_timeout: float = _opt(
@@ -82,7 +83,7 @@ class Settings:
     # -- store (otszmq/store) --
     database_url: str = _opt(
         "", "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/NAME (default: SQLite "
-        "otszmq.db in the data dir)", _STORE,
+        "otszmq.db in the data dir)", _STORE | _API,
     )
     store_raw_xml: bool = _opt(True, "keep each event's XML in the CoT log", _STORE)
     store_queue_limit: int = _opt(
@@ -98,6 +99,10 @@ class Settings:
         30.0, "keep chat messages this many days (0: forever)", _STORE
     )
     store_prune_interval: float = _opt(600.0, "seconds between retention runs", _STORE)
+    # -- HTTP API (otszmq/api) --
+    api_port: int = _opt(8080, "plain HTTP port of the API (Marti and /api)", _API)
+    api_workers: int = _opt(2, "gunicorn worker processes of the API", _API)
+    upload_max_bytes: int = _opt(100 << 20, "largest accepted data package, bytes", _API)
     ready_fd: int = _opt(-1, "file descriptor to write 'ready' to", _NODE, hidden=True)
 
     @property
@@ -201,6 +206,9 @@ def _validate(settings: Settings) -> None:
     for days in ("points_retention_days", "cot_retention_days", "chat_retention_days"):
         need(getattr(settings, days) >= 0, days, "must be >= 0")
     need(settings.store_prune_interval > 0, "store_prune_interval", "must be > 0")
+    need(1 <= settings.api_port <= 65535, "api_port", "must be a port number 1-65535")
+    need(settings.api_workers >= 1, "api_workers", "must be >= 1")
+    need(settings.upload_max_bytes >= 1, "upload_max_bytes", "must be >= 1")
     for endpoint_name in ("work_endpoint", "fanout_in", "fanout_out"):
         value = getattr(settings, endpoint_name)
         need(

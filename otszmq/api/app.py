@@ -1,0 +1,108 @@
+"""``create_app(config, deps)``: the Falcon app, built from explicit config and dependencies.
+
+Nothing here reads the environment or opens anything by itself: :mod:`otszmq.api.wsgi` (for
+gunicorn) and the tests build the config, open the database and hand both in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import falcon
+from peewee import Database
+
+from otszmq.api import errors
+from otszmq.api.admin import EudList, Health, OpenApi, Status
+from otszmq.api.marti import ClientEndPoints, Contacts, Version, VersionConfig
+from otszmq.api.packages import PackageStore
+from otszmq.api.sync import (
+    Content,
+    MetadataKeywords,
+    MetadataTool,
+    MissionQuery,
+    MissionUpload,
+    Search,
+)
+from otszmq.store.models import MODELS
+
+# Counters of every pipeline process, as otszmq.stats.collect returns them.
+CounterSource = Callable[[], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    data_dir: Path
+    upload_max_bytes: int = 100 << 20
+    server_version: str = "otszmq"
+    node_id: str = "otszmq"
+
+    @property
+    def packages_dir(self) -> Path:
+        return self.data_dir / "packages"
+
+
+@dataclass
+class ApiDeps:
+    """What the app is handed. ``database`` is opened (not necessarily connected) and migrated;
+    ``counters`` (optional) returns the pipeline's counter snapshots, raising
+    :class:`otszmq.stats.NoStats` when nothing answers."""
+
+    database: Database
+    counters: CounterSource | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class DatabaseSession:
+    """One connection per request, closed after it.
+
+    NOTE: peewee's recommended web pattern: a worker never holds a connection that died while it
+    was idle (a restarted PostgreSQL), and SQLite readers do not pin old WAL snapshots.
+    PERF: a connect per request costs ~0.1 ms on SQLite; on PostgreSQL a pool would pay off.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._database.connect(reuse_if_open=True)
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, succeeded: bool
+    ) -> None:
+        if not self._database.is_closed():
+            self._database.close()
+
+
+def create_app(
+    config: ApiConfig, deps: ApiDeps
+) -> falcon.App[falcon.Request, falcon.Response]:
+    # The models are module-level classes: bind them to this app's database (one per process).
+    deps.database.bind(MODELS)
+    store = PackageStore(config.packages_dir, config.upload_max_bytes)
+    app = falcon.App(middleware=[DatabaseSession(deps.database)])
+    # "/Marti/sync/content/" and "/Marti/sync/content" are the same route to TAK clients.
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.install(app)
+
+    app.add_route("/Marti/api/version", Version(config))
+    app.add_route("/Marti/api/version/config", VersionConfig(config))
+    app.add_route("/Marti/api/clientEndPoints", ClientEndPoints(config))
+    app.add_route("/Marti/api/contacts/all", Contacts())
+
+    content = Content(store)
+    app.add_route("/Marti/sync/missionupload", MissionUpload(store))
+    app.add_route("/Marti/sync/content", content)
+    app.add_route("/Marti/sync/missionquery", MissionQuery(store))
+    app.add_route("/Marti/sync/search", Search())
+    app.add_route("/Marti/api/sync/metadata/{hash}/tool", MetadataTool(content))
+    app.add_route("/Marti/api/sync/metadata/{hash}/keywords", MetadataKeywords())
+
+    app.add_route("/api/health", Health())
+    app.add_route("/api/status", Status(config, deps.database, deps.counters, deps.started))
+    app.add_route("/api/euds", EudList())
+    app.add_route("/api/openapi.json", OpenApi(config))
+    return app

@@ -1,0 +1,79 @@
+"""Query parameters and request bodies, checked once with an error that names the field."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import falcon
+
+from otszmq.api.errors import bad_request
+
+_SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
+MAX_NAME: Final = 255
+MAX_TEXT: Final = 1024
+
+
+def int_param(req: falcon.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        bad_request(name, f"must be an integer, got {raw!r}")
+    if not low <= value <= high:
+        bad_request(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def bool_param(req: falcon.Request, name: str, default: bool) -> bool:
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        return default
+    text = raw.strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    return bad_request(name, f"must be true or false, got {raw!r}")
+
+
+def text_param(req: falcon.Request, name: str, *, required: bool = False) -> str | None:
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        if required:
+            bad_request(name, "is required")
+        return None
+    if len(raw) > MAX_TEXT or _has_control(raw):
+        bad_request(name, f"must be at most {MAX_TEXT} printable characters")
+    return raw
+
+
+def sha256_value(field: str, raw: str | None) -> str:
+    """A SHA-256 in lower-case hex; anything else (a path, say) is a 400."""
+    if raw is None or not _SHA256.fullmatch(raw):
+        bad_request(field, "must be a SHA-256 as 64 hexadecimal digits")
+    return raw.lower()
+
+
+def safe_name(field: str, raw: str | None) -> str:
+    """A file name fit to show and to send back in Content-Disposition.
+
+    Files are stored under their hash, never under this name; it is still refused if it could
+    name another path (``..``, ``/``, ``\\``) or carries NUL or control characters, because
+    clients save downloads under it.
+    """
+    if raw is None or raw.strip() == "":
+        bad_request(field, "is required")
+    if len(raw) > MAX_NAME:
+        bad_request(field, f"must be at most {MAX_NAME} characters")
+    if "/" in raw or "\\" in raw or ".." in raw:
+        bad_request(field, "must be a plain file name (no '/', '\\' or '..')")
+    if _has_control(raw):
+        bad_request(field, "must not contain NUL or control characters")
+    return raw
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in text)
