@@ -100,7 +100,7 @@ class Settings:
     )
     store_prune_interval: float = _opt(600.0, "seconds between retention runs", _STORE)
     # -- HTTP API (otszmq/api) --
-    api_port: int = _opt(8080, "plain HTTP port of the API (Marti and /api)", _API)
+    api_port: int = _opt(8080, "plain HTTP port of the API, Marti and /api (0: off)", _API)
     api_workers: int = _opt(2, "gunicorn worker processes of the API", _API)
     upload_max_bytes: int = _opt(100 << 20, "largest accepted data package, bytes", _API)
     ready_fd: int = _opt(-1, "file descriptor to write 'ready' to", _NODE, hidden=True)
@@ -206,7 +206,7 @@ def _validate(settings: Settings) -> None:
     for days in ("points_retention_days", "cot_retention_days", "chat_retention_days"):
         need(getattr(settings, days) >= 0, days, "must be >= 0")
     need(settings.store_prune_interval > 0, "store_prune_interval", "must be > 0")
-    need(1 <= settings.api_port <= 65535, "api_port", "must be a port number 1-65535")
+    need(0 <= settings.api_port <= 65535, "api_port", "must be a port number 0-65535")
     need(settings.api_workers >= 1, "api_workers", "must be >= 1")
     need(settings.upload_max_bytes >= 1, "upload_max_bytes", "must be >= 1")
     for endpoint_name in ("work_endpoint", "fanout_in", "fanout_out"):

@@ -28,11 +28,17 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 5.0
+STORE_STOP_TIMEOUT = 30.0  # a full store queue takes ~4 s (SQLite) to ~10 s (PostgreSQL)
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 10.0
 STABLE_AFTER = 30.0  # a child that ran this long has its back-off reset
 
 _COMMON = ("data_dir", "log_level", "fanout_in", "fanout_out", "fanout_hwm", "stats_interval")
+_STORE = (
+    "store_raw_xml", "store_queue_limit", "store_batch_size", "store_flush_interval",
+    "points_retention_days", "cot_retention_days", "chat_retention_days", "store_prune_interval",
+)
+_API = ("bind", "api_port", "api_workers", "upload_max_bytes")
 _INGEST = (
     "bind", "tcp_port", "tls_port", "tls_handshake_timeout", "ingest_processes",
     "max_event_size", "idle_timeout", "client_queue_bytes", "slow_client_timeout",
@@ -49,6 +55,7 @@ class Child:
     name: str
     tier: int  # start order; stopped in reverse
     argv: list[str]
+    stop_timeout: float = STOP_TIMEOUT
     proc: subprocess.Popen[bytes] | None = None
     ready_fd: int = -1
     ready: bool = False
@@ -68,18 +75,40 @@ def build_children(settings: Settings) -> list[Child]:
     })
     base = [sys.executable, "-m", "otszmq"]
     common = child_flags(resolved, _COMMON)
-    children = [Child("fanout", 0, [*base, "fanout", *common, "--name", "fanout"])]
+    children = [
+        Child("fanout", 0, [*base, "fanout", *common, "--name", "fanout"]),
+        # Before the workers, so that its subscription exists before any record is published;
+        # stopped after them, so that it takes what they sent and flushes it (which can take
+        # seconds for a full queue), before the fan-out goes.
+        Child("store", 1, [*base, "store", *common, "--name", "store",
+                           *child_flags(resolved, _STORE)], stop_timeout=STORE_STOP_TIMEOUT),
+    ]
     for i in range(resolved.worker_count):
-        children.append(Child(f"worker-{i}", 1, [
+        children.append(Child(f"worker-{i}", 2, [
             *base, "worker", *common, "--name", f"worker-{i}", "--ingest-processes",
             str(resolved.ingest_processes), "--work-endpoints", ",".join(resolved.worker_connects),
         ]))
     for i in range(resolved.ingest_processes):
-        children.append(Child(f"ingest-{i}", 2, [
+        children.append(Child(f"ingest-{i}", 3, [
             *base, "ingest", *common, *child_flags(resolved, _INGEST), "--name", f"ingest-{i}",
             "--work-endpoint", resolved.work_endpoint_for(i),
         ]))
+    if resolved.api_port:
+        children.append(Child("api", 4, [
+            *base, "api", *common, "--name", "api", *child_flags(resolved, _API),
+        ]))
     return children
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The children's environment: ours, plus the database URL.
+
+    NOTE: the URL goes by environment, not argv, because it may hold a password and
+    every local user can read a process's argv (ps).
+    """
+    env = dict(os.environ)
+    env["OTSZMQ_DATABASE_URL"] = settings.store_database_url
+    return env
 
 
 class Supervisor:
@@ -89,6 +118,7 @@ class Supervisor:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         self._stop_requested = False
+        self._env = child_environment(settings)
 
     def run(self) -> int:
         os.set_blocking(self._wake_w, False)
@@ -119,7 +149,7 @@ class Supervisor:
     def _spawn(self, child: Child) -> None:
         ready_r, ready_w = os.pipe()
         argv = [*child.argv, "--ready-fd", str(ready_w)]
-        child.proc = subprocess.Popen(argv, pass_fds=(ready_w,))
+        child.proc = subprocess.Popen(argv, pass_fds=(ready_w,), env=self._env)
         os.close(ready_w)
         child.ready_fd, child.ready = ready_r, False
         child.started_at, child.restart_at = time.monotonic(), None
@@ -147,8 +177,10 @@ class Supervisor:
         s = self.settings
         tcp = f"CoT/TCP {s.bind}:{s.tcp_port}" if s.tcp_port else "CoT/TCP off"
         tls = f"CoT/TLS {s.bind}:{s.tls_port}" if s.tls_port else "CoT/TLS off"
+        api = f"HTTP {s.bind}:{s.api_port}" if s.api_port else "HTTP off"
         print(
-            f"otszmq ready: {tcp}, {tls}, {s.worker_count} workers, {s.ingest_processes} ingest, "
+            f"otszmq ready: {tcp}, {tls}, {api}, {s.worker_count} workers, "
+            f"{s.ingest_processes} ingest, "
             f"data dir {s.data_dir.resolve()}",
             flush=True,
         )
@@ -221,13 +253,14 @@ class Supervisor:
             for child in members:
                 if child.proc is not None and child.proc.poll() is None:
                     child.proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + STOP_TIMEOUT
+            started = time.monotonic()
             for child in members:
                 assert child.proc is not None
                 try:
-                    child.proc.wait(max(0.0, deadline - time.monotonic()))
+                    child.proc.wait(max(0.0, started + child.stop_timeout - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    log.warning("%s did not stop in %g s; killing it", child.name, STOP_TIMEOUT)
+                    log.warning("%s did not stop in %g s; killing it", child.name,
+                                child.stop_timeout)
                     child.proc.kill()
                     child.proc.wait()
         log.info("node stopped")

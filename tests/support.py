@@ -41,16 +41,18 @@ class Node:
     """One ``otszmq serve`` process tree on loopback, in its own data dir."""
 
     def __init__(self, data_dir: Path, *, workers: int = 2, extra: tuple[str, ...] = (),
-                 tls: bool = False) -> None:
+                 tls: bool = False, api: bool = False) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         # TLS is off unless asked for: making a CA costs seconds of RSA key generation.
         self.tls_port = free_port() if tls else 0
+        self.api_port = free_port() if api else 0
         self.log_path = data_dir.parent / f"{data_dir.name}-serve.log"
         self.argv = otszmq_command(
             "serve", "--data-dir", str(data_dir), "--bind", "127.0.0.1",
             "--tcp-port", str(self.port), "--workers", str(workers), "--log-level", "info",
-            "--stats-interval", "0.2", "--tls-port", str(self.tls_port), *extra,
+            "--stats-interval", "0.2", "--tls-port", str(self.tls_port),
+            "--api-port", str(self.api_port), *extra,
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_line = ""

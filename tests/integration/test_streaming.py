@@ -209,7 +209,7 @@ def test_per_source_order_is_kept(node: Node) -> None:
 
 def test_stats_lists_every_process(node: Node) -> None:
     roles = sorted(p["role"] for p in node.stats())
-    assert roles == ["fanout", "ingest", "worker", "worker"]
+    assert roles == ["fanout", "ingest", "store", "worker", "worker"]
 
 
 def test_idle_client_is_closed(tmp_path: Path) -> None:
