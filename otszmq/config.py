@@ -81,6 +81,10 @@ class Settings:
     stats_interval: float = _opt(1.0, "seconds between counter snapshots", _NODE)
     name: str = _opt("", "process name in logs and stats (default: role-pid)", _NODE)
     # -- store (otszmq/store) --
+    store: bool = _opt(
+        True, "run the store (false: nothing is persisted, workers build no records)",
+        frozenset({"serve", "worker"}),
+    )
     database_url: str = _opt(
         "", "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/NAME (default: SQLite "
         "otszmq.db in the data dir)", _STORE | _API,

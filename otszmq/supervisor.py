@@ -75,18 +75,19 @@ def build_children(settings: Settings) -> list[Child]:
     })
     base = [sys.executable, "-m", "otszmq"]
     common = child_flags(resolved, _COMMON)
-    children = [
-        Child("fanout", 0, [*base, "fanout", *common, "--name", "fanout"]),
+    children = [Child("fanout", 0, [*base, "fanout", *common, "--name", "fanout"])]
+    if resolved.store:
         # Before the workers, so that its subscription exists before any record is published;
         # stopped after them, so that it takes what they sent and flushes it (which can take
         # seconds for a full queue), before the fan-out goes.
-        Child("store", 1, [*base, "store", *common, "--name", "store",
-                           *child_flags(resolved, _STORE)], stop_timeout=STORE_STOP_TIMEOUT),
-    ]
+        children.append(Child("store", 1, [
+            *base, "store", *common, "--name", "store", *child_flags(resolved, _STORE),
+        ], stop_timeout=STORE_STOP_TIMEOUT))
     for i in range(resolved.worker_count):
         children.append(Child(f"worker-{i}", 2, [
             *base, "worker", *common, "--name", f"worker-{i}", "--ingest-processes",
             str(resolved.ingest_processes), "--work-endpoints", ",".join(resolved.worker_connects),
+            "--store", str(resolved.store).lower(),
         ]))
     for i in range(resolved.ingest_processes):
         children.append(Child(f"ingest-{i}", 3, [

@@ -17,7 +17,10 @@ def run(settings: Settings) -> int:
     name = setup_logging(settings, "worker")
     prepare_ipc(settings)
     worker_id = instance_id(name)
-    config = WorkerConfig(name=name, worker_id=worker_id, stats_interval=settings.stats_interval)
+    config = WorkerConfig(
+        name=name, worker_id=worker_id, stats_interval=settings.stats_interval,
+        records=settings.store,
+    )
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     hwm = settings.fanout_hwm
     dealers: list[zmq.Socket[bytes]] = []

@@ -48,6 +48,7 @@ class WorkerConfig:
     name: str
     worker_id: str
     stats_interval: float
+    records: bool = True  # publish store records (off when the node runs no store)
 
 
 class RateLimitedLog:
@@ -187,9 +188,10 @@ class WorkerService:
             counters["events_routed"] += 1
             # STORE HOOK: what the store keeps of this event, built from the parsed event (the
             # store never parses XML); None for what it does not keep.
-            record = record_from_event(event, source.sender_uid)
-            if record is not None:
-                self._records.append(record)
+            if self.config.records:
+                record = record_from_event(event, source.sender_uid)
+                if record is not None:
+                    self._records.append(record)
 
     def _header(self, source: SourceHeader, mode: int) -> bytes:
         return pack_routed(RoutedHeader(

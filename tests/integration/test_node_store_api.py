@@ -56,3 +56,20 @@ def test_clean_shutdown_keeps_every_routed_event(tmp_path: Path) -> None:
         query = "SELECT COUNT(*) FROM cot WHERE uid LIKE ?"
         stored = db.execute(query, (f"{run}-%",)).fetchone()[0]
     assert stored == 300
+
+
+def test_store_off_runs_no_store_and_workers_build_no_records(tmp_path: Path) -> None:
+    node = Node(tmp_path / "data", workers=1, extra=("--store", "false")).start()
+    try:
+        a, b = node.connect(), node.connect()
+        with a, b:
+            a.send(sa_event("uid-store-off", "STORE-OFF"))
+            b.recv_until(b"STORE-OFF")
+            processes = node.stats()
+        assert sorted(p["role"] for p in processes) == ["fanout", "ingest", "worker"]
+        worker = next(p for p in processes if p["role"] == "worker")
+        assert worker["counters"]["events_routed"] >= 1
+        assert worker["counters"]["records_out"] == 0
+    finally:
+        assert node.stop() == 0, node.log()
+    assert not (node.data_dir / "otszmq.db").exists()
