@@ -46,6 +46,11 @@ def config_from(settings: Settings, name: str) -> StoreConfig:
 def run(settings: Settings) -> int:
     name = setup_logging(settings, "store")
     prepare_ipc(settings)
+    if settings.store_nice:
+        # PERF: routing must not wait on the disk (DESIGN §4). On a small machine the store's
+        # CPU is what competes with routing, so it yields the CPU: it runs on what routing
+        # leaves and catches up from its bounded queue (overflow is dropped and counted).
+        os.nice(settings.store_nice)
     config = config_from(settings, name)
     url = settings.store_database_url
     database = open_database(url)
