@@ -15,6 +15,9 @@ setup(
         # The CA (otszmq.pki): keys, certificates, CRLs and client-compatible PKCS#12
         # without openssl subprocesses; >=42 for not_valid_after_utc.
         "cryptography>=42",
+        # Users' passwords (otszmq.users): argon2id, the password-hashing competition's winner,
+        # through its reference bindings.
+        "argon2-cffi>=23",
         # The store (otszmq.store): a small ORM that speaks SQLite and PostgreSQL alike and
         # does multi-row upserts; >=4.5 ships its own type stubs (mypy strict).
         "peewee>=4.5",

@@ -24,6 +24,7 @@ COMMANDS = {
     "store": "run the store: write what the workers parsed into SQLite or PostgreSQL",
     "stats": "print a live snapshot of a running node's counters",
     "api": "run the HTTP API (Marti and /api) under gunicorn",
+    "user": "manage users: otszmq user add NAME [--password P] [--admin] [--in G,..] [--out G,..]",
 }
 
 
@@ -34,6 +35,16 @@ def _parser() -> argparse.ArgumentParser:
     for command, help_text in COMMANDS.items():
         sub = commands.add_parser(command, help=help_text, description=help_text)
         add_arguments(sub, command)
+        if command == "user":
+            sub.add_argument("action", choices=["add"], help="what to do")
+            sub.add_argument("username", help="the user name (a client certificate's CN)")
+            sub.add_argument("--password", default=None,
+                             help="for stream <auth> and enrollment (default: certificate only)")
+            sub.add_argument("--admin", action="store_true", help="role administrator")
+            sub.add_argument("--in", dest="groups_in", default="",
+                             help="comma-separated groups the user writes to (default __ANON__)")
+            sub.add_argument("--out", dest="groups_out", default="",
+                             help="comma-separated groups the user reads (default __ANON__)")
         if command == "stats":
             sub.add_argument("--json", action="store_true", help="print JSON")
             sub.add_argument("--wait", type=float, default=None,
@@ -67,6 +78,24 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
 
             ensure_ca(settings.pki_dir)
         return Supervisor(settings, build_children(settings)).run()
+    if command == "user":
+        from otszmq.store.database import open_database
+        from otszmq.store.migrations import migrate
+        from otszmq.store.models import MODELS
+        from otszmq.users import add_user
+
+        database = open_database(settings.store_database_url)
+        database.bind(MODELS)
+        try:
+            migrate(database)
+            add_user(
+                database, args.username, password=args.password, admin=args.admin,
+                groups_in=args.groups_in.split(","), groups_out=args.groups_out.split(","),
+            )
+        finally:
+            database.close()
+        print(f"user {args.username} added")
+        return 0
     if command == "ingest":
         from otszmq.ingest.main import run as run_ingest
 

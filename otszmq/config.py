@@ -25,7 +25,7 @@ ENV_PREFIX = "OTSZMQ_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # Which commands take a setting. `serve` starts every stage, so it takes them all.
-_NODE = frozenset({"serve", "ingest", "worker", "fanout", "stats", "store", "api"})
+_NODE = frozenset({"serve", "ingest", "worker", "fanout", "stats", "store", "api", "user"})
 _INGEST = frozenset({"serve", "ingest"})
 _WORKER = frozenset({"serve", "worker"})
 _FANOUT = frozenset({"serve", "fanout"})
@@ -87,7 +87,7 @@ class Settings:
     )
     database_url: str = _opt(
         "", "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/NAME (default: SQLite "
-        "otszmq.db in the data dir)", _STORE | _API,
+        "otszmq.db in the data dir)", _STORE | _API | {"user", "ingest"},
     )
     store_nice: int = _opt(
         10, "CPU niceness the store adds to itself, so routing gets the CPU first (0: none)",

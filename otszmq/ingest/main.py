@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 import uvloop
 import zmq
@@ -12,6 +13,7 @@ import zmq
 from otszmq.config import Settings
 from otszmq.ingest.service import IngestConfig, IngestService
 from otszmq.runtime import instance_id, make_socket, prepare_ipc, setup_logging
+from otszmq.users import Channels, channels_for
 from otszmq.wire import TOPIC_EVENT
 
 log = logging.getLogger(__name__)
@@ -49,13 +51,25 @@ def run(settings: Settings, index: int = 0) -> int:
         sub.setsockopt(zmq.SUBSCRIBE, TOPIC_EVENT)
         sub.connect(settings.fanout_out_endpoint)
         stats_pub.connect(settings.fanout_in_endpoint)
-        service = IngestService(config, router, sub, stats_pub)
+        service = IngestService(config, router, sub, stats_pub, _user_channels(settings))
         uvloop.run(_serve(service, settings.ready_fd))
     finally:
         for sock in (router, sub, stats_pub):
             sock.close()
         context.term()
     return 0
+
+
+def _user_channels(settings: Settings) -> Callable[[str], Channels | None] | None:
+    """TLS clients are users: their channels come from the store's database."""
+    if not settings.tls_port:
+        return None
+    from otszmq.store.database import open_database  # noqa: PLC0415 - only with TLS
+    from otszmq.store.models import MODELS  # noqa: PLC0415
+
+    database = open_database(settings.store_database_url)
+    database.bind(MODELS)
+    return channels_for
 
 
 async def _serve(service: IngestService, ready_fd: int) -> None:

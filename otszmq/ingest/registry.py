@@ -32,6 +32,7 @@ class Connection:
     sa_type: str = "a-f-G-U-C"
     last_activity: float = 0.0
     source_header: bytes = b""  # packed SourceHeader, rebuilt when identity changes
+    held: list[bytes] | None = None  # events sent while the user's channels are looked up
     closing: bool = field(default=False)
 
 

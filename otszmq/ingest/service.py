@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from otszmq.ingest.replay import ReplayCache, ReplayItem
 from otszmq.ingest.tls import TlsContexts
 from otszmq.ingest.workerpool import WorkerPool
 from otszmq.metrics import Counters, publish_stats
+from otszmq.users import Channels
 from otszmq.wire import (
     RouteFlag,
     RouteMode,
@@ -73,8 +75,11 @@ class IngestService:
         router: zmq.Socket[bytes],
         sub: zmq.Socket[bytes],
         stats_pub: zmq.Socket[bytes],
+        channels_of: Callable[[str], Channels | None] | None = None,
     ) -> None:
         self.config = config
+        # Blocking (a database query): always called in an executor thread.
+        self._channels_of = channels_of
         self._router = router
         self._sub = sub
         self._stats_pub = stats_pub
@@ -180,18 +185,55 @@ class IngestService:
 
     def connected(self, conn: Connection) -> None:
         self.counters.values["connections_opened"] += 1
+        if conn.user:
+            # Not routed to or from until its channels are known (a database query).
+            conn.held = []
+            asyncio.get_running_loop().create_task(self._admit_user(conn))
+            return
+        self._admit(conn)
+
+    async def _admit_user(self, conn: Connection) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if self._channels_of is None:
+                raise RuntimeError("this ingest has no user database")
+            channels = await loop.run_in_executor(None, self._channels_of, conn.user)
+        except Exception:
+            self.counters.inc("user_lookup_errors")
+            log.exception("cannot look up the channels of user %r (%s)", conn.user, conn.peer)
+            channels = None
+        if conn.closing:
+            return
+        if channels is None:
+            self.counters.inc("unknown_users")
+            log.warning("refusing client %s: no active user %r", conn.peer, conn.user)
+            self._close(conn, abort=True)
+            return
+        conn.groups_in, conn.groups_out = channels.groups_in, channels.groups_out
+        held, conn.held = conn.held or [], None
+        self._admit(conn)
+        if held:
+            self.events_from(conn, held)
+
+    def _admit(self, conn: Connection) -> None:
         conn.source_header = self._source_header(conn)
         self.registry.add(conn)
         state = self.replay.visible(conn.groups_out, time.time())
         if state:
             conn.out.transport.write(b"".join(state))
         if conn.user:
-            log.info("client %s connected over TLS as user %r", conn.peer, conn.user)
+            log.info("client %s connected over TLS as user %r (in %s, out %s)", conn.peer,
+                     conn.user, ",".join(conn.groups_in), ",".join(sorted(conn.groups_out)))
         else:
             log.debug("client %s connected (conn %d)", conn.peer, conn.id)
 
     def events_from(self, conn: Connection, events: list[bytes]) -> None:
         """The events one read of ``conn`` completed, in order: one batch to its worker."""
+        if conn.held is not None:
+            conn.held.extend(events)
+            if sum(map(len, conn.held)) > self.config.max_event_size:
+                self.reject(conn, "too much sent before its user was looked up")
+            return
         counters = self.counters.values
         counters["events_in"] += len(events)
         routable = events

@@ -40,6 +40,8 @@ def issue(node: Node, name: str, out: Path, data_dir: Path | None = None,
     The node's own CA needs no passphrase: `serve` stored it when it created the CA.
     """
     extra = ["--passphrase", passphrase] if passphrase else []
+    if data_dir is None:
+        add_user(node, name)
     subprocess.run(
         otszmq_command("cert", "issue", name, "--data-dir", str(data_dir or node.data_dir),
                        "--out", str(out), "--key-size", "2048", "--p12-password", "atak-test",
@@ -47,6 +49,13 @@ def issue(node: Node, name: str, out: Path, data_dir: Path | None = None,
         check=True, capture_output=True, timeout=60,
     )
     return out
+
+
+def add_user(node: Node, name: str, *groups: str) -> None:
+    """`otszmq user add` (a certificate's CN must be an active user to stream)."""
+    flags = ["--in", ",".join(groups), "--out", ",".join(groups)] if groups else []
+    subprocess.run(otszmq_command("user", "add", name, "--data-dir", str(node.data_dir), *flags),
+                   check=True, capture_output=True, timeout=60)
 
 
 def client_context(certs: Path, name: str, ca: Path | None = None) -> ssl.SSLContext:
@@ -165,3 +174,37 @@ def test_revoking_a_connected_user_closes_the_connection(node: Node, tmp_path: P
             again = CotClient(node.tls_port, tls=client_context(certs, "trent"))
             again.send(sa_event("uid-trent", "TRENT"))
             again.recv_event(timeout=5)
+
+
+def test_a_certificate_without_a_user_is_refused(node: Node, tmp_path: Path) -> None:
+    # Issued by our CA, but no `otszmq user add ghost`: the CN maps to no user.
+    certs = issue(node, "ghost", tmp_path / "ghost", data_dir=node.data_dir)
+    ghost = CotClient(node.tls_port, tls=client_context(certs, "ghost"))
+    with ghost:
+        assert ghost.is_closed_by_server(timeout=15)
+
+
+def test_channels_separate_users_and_join_those_in_both(node: Node, tmp_path: Path) -> None:
+    add_user(node, "red1", "Red")
+    add_user(node, "blue1", "Blue")
+    add_user(node, "purple1", "Red", "Blue")
+    clients = {}
+    for name in ("red1", "blue1", "purple1"):
+        certs = issue(node, name, tmp_path / name, data_dir=node.data_dir)
+        clients[name] = CotClient(node.tls_port, tls=client_context(certs, name))
+    red, blue, purple = clients["red1"], clients["blue1"], clients["purple1"]
+    with red, blue, purple:
+        run = tag()
+        for name, client in clients.items():
+            client.send(marker_event(f"{name}-{run}", remarks=f"from-{name}-{run}"))
+        # purple reads Red and Blue: it sees both.
+        purple.recv_all([f"from-red1-{run}".encode(), f"from-blue1-{run}".encode()])
+        # red and blue each see purple's event (it writes to both)...
+        seen_by_red = b"".join(red.recv_until(f"from-purple1-{run}".encode()))
+        seen_by_blue = b"".join(blue.recv_until(f"from-purple1-{run}".encode()))
+        # ...and never each other's. Barrier: purple writes again, after both were routed.
+        purple.send(marker_event(f"p2-{run}", remarks=f"again-{run}"))
+        seen_by_red += b"".join(red.recv_until(f"again-{run}".encode()))
+        seen_by_blue += b"".join(blue.recv_until(f"again-{run}".encode()))
+        assert f"from-blue1-{run}".encode() not in seen_by_red
+        assert f"from-red1-{run}".encode() not in seen_by_blue
