@@ -27,6 +27,8 @@ setup(
         # parsing, served by gunicorn; 4 for its type hints.
         "falcon>=4",
         "gunicorn>=22",
+        # /metrics in the Prometheus text format, from the reference client library.
+        "prometheus-client>=0.20",
     ],
     extras_require={
         "test": [

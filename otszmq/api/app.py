@@ -18,6 +18,7 @@ from peewee import Database
 from otszmq.api import errors
 from otszmq.api.admin import EudList, Health, OpenApi, Status
 from otszmq.api.marti import ClientEndPoints, Contacts, Version, VersionConfig
+from otszmq.api.metrics import Metrics
 from otszmq.api.packages import PackageStore
 from otszmq.api.sync import (
     Content,
@@ -105,4 +106,5 @@ def create_app(
     app.add_route("/api/status", Status(config, deps.database, deps.counters, deps.started))
     app.add_route("/api/euds", EudList())
     app.add_route("/api/openapi.json", OpenApi(config))
+    app.add_route("/metrics", Metrics(deps.counters))
     return app

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import Node, marker_event, sa_event
 
@@ -73,3 +74,23 @@ def test_store_off_runs_no_store_and_workers_build_no_records(tmp_path: Path) ->
     finally:
         assert node.stop() == 0, node.log()
     assert not (node.data_dir / "otszmq.db").exists()
+
+
+def test_metrics_expose_every_process_in_prometheus_format(tmp_path: Path) -> None:
+    node = Node(tmp_path / "data", workers=1, api=True).start()
+    try:
+        with node.connect() as eud:
+            eud.send(sa_event("uid-metrics", "METRICS"))
+        url = f"http://127.0.0.1:{node.api_port}/metrics"
+        with urllib.request.urlopen(url, timeout=20) as response:
+            assert response.headers["Content-Type"].startswith("text/plain")
+            text = response.read().decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        roles = {s.labels["role"] for s in families["otszmq_events_in"].samples}
+        assert {"ingest", "worker"} <= roles
+        ingest_opened = [s.value for s in families["otszmq_connections_opened"].samples
+                         if s.labels["role"] == "ingest"]
+        assert ingest_opened and ingest_opened[0] >= 1
+        assert "otszmq_rss_bytes" in families
+    finally:
+        assert node.stop() == 0, node.log()
