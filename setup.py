@@ -41,6 +41,8 @@ setup(
             "mypy>=1.10",
             "lxml-stubs",
             "msgpack-types",
+            # The HTTP client of the API tests.
+            "requests>=2.31",
         ],
     },
     entry_points={"console_scripts": ["otszmq = otszmq.cli:main"]},
