@@ -83,7 +83,7 @@ class Settings:
     # -- store (otszmq/store) --
     store: bool = _opt(
         True, "run the store (false: nothing is persisted, workers build no records)",
-        frozenset({"serve", "worker"}),
+        frozenset({"serve", "worker", "ingest"}),
     )
     database_url: str = _opt(
         "", "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/NAME (default: SQLite "

@@ -92,6 +92,7 @@ def build_children(settings: Settings) -> list[Child]:
     for i in range(resolved.ingest_processes):
         children.append(Child(f"ingest-{i}", 3, [
             *base, "ingest", *common, *child_flags(resolved, _INGEST), "--name", f"ingest-{i}",
+            "--store", str(resolved.store).lower(),
             "--work-endpoint", resolved.work_endpoint_for(i),
         ]))
     if resolved.api_port:

@@ -117,3 +117,11 @@ def channels_for(username: str) -> Channels | None:
         tuple(sorted(groups_in)) or ANONYMOUS.groups_in,
         frozenset(groups_out) or ANONYMOUS.groups_out,
     )
+
+
+def authenticate(username: str, password: str) -> Channels | None:
+    """The channels of an active user whose password matches; None otherwise."""
+    user = User.get_or_none((User.username == username) & (User.active == True))  # noqa: E712
+    if user is None or not verify_password(user.password_hash, password):
+        return None
+    return channels_for(username)

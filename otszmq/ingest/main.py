@@ -13,7 +13,7 @@ import zmq
 from otszmq.config import Settings
 from otszmq.ingest.service import IngestConfig, IngestService
 from otszmq.runtime import instance_id, make_socket, prepare_ipc, setup_logging
-from otszmq.users import Channels, channels_for
+from otszmq.users import Channels, authenticate, channels_for
 from otszmq.wire import TOPIC_EVENT
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,11 @@ def run(settings: Settings, index: int = 0) -> int:
         sub.setsockopt(zmq.SUBSCRIBE, TOPIC_EVENT)
         sub.connect(settings.fanout_out_endpoint)
         stats_pub.connect(settings.fanout_in_endpoint)
-        service = IngestService(config, router, sub, stats_pub, _user_channels(settings))
+        channels_of = _user_channels(settings)
+        service = IngestService(
+            config, router, sub, stats_pub, channels_of,
+            authenticate if channels_of is not None else None,
+        )
         uvloop.run(_serve(service, settings.ready_fd))
     finally:
         for sock in (router, sub, stats_pub):
@@ -61,8 +65,8 @@ def run(settings: Settings, index: int = 0) -> int:
 
 
 def _user_channels(settings: Settings) -> Callable[[str], Channels | None] | None:
-    """TLS clients are users: their channels come from the store's database."""
-    if not settings.tls_port:
+    """Users' channels come from the store's database (TLS clients, stream logins)."""
+    if not settings.tls_port and not settings.store:
         return None
     from otszmq.store.database import open_database  # noqa: PLC0415 - only with TLS
     from otszmq.store.models import MODELS  # noqa: PLC0415

@@ -69,6 +69,20 @@ class Registry:
                     del self._readers[group]
         self._unindex(conn)
 
+    def regroup(
+        self, conn: Connection, groups_in: tuple[str, ...], groups_out: frozenset[str]
+    ) -> None:
+        """Change a registered connection's channels (after a stream login)."""
+        for group in conn.groups_out:
+            readers = self._readers.get(group)
+            if readers is not None:
+                readers.pop(conn.id, None)
+                if not readers:
+                    del self._readers[group]
+        conn.groups_in, conn.groups_out = groups_in, groups_out
+        for group in groups_out:
+            self._readers.setdefault(group, {})[conn.id] = conn
+
     def announce(self, conn: Connection, uid: str, callsign: str) -> bool:
         """Record the uid/callsign a connection speaks as; True if anything changed."""
         if conn.uid == uid and conn.callsign == callsign:

@@ -13,10 +13,12 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import unescape as _unescape
 
 import zmq
 
@@ -41,6 +43,12 @@ from otszmq.wire import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def unescape(value: bytes) -> str:
+    return _unescape(value.decode("utf-8", "replace"), {"&quot;": '"', "&apos;": "'"})
+
+_AUTH_ATTRIBUTE = re.compile(rb"""\b(username|password|uid)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 DRAIN_BATCH = 2000
 """Routed events handled per loop iteration before client sockets get a turn."""
@@ -76,8 +84,10 @@ class IngestService:
         sub: zmq.Socket[bytes],
         stats_pub: zmq.Socket[bytes],
         channels_of: Callable[[str], Channels | None] | None = None,
+        authenticate: Callable[[str, str], Channels | None] | None = None,
     ) -> None:
         self.config = config
+        self._authenticate = authenticate
         # Blocking (a database query): always called in an executor thread.
         self._channels_of = channels_of
         self._router = router
@@ -247,8 +257,52 @@ class IngestService:
             self.pool.dispatch(conn.id, conn.source_header, routable)
 
     def auth_from(self, conn: Connection, data: bytes) -> None:
-        # NOTE: stream <auth> login belongs to the TLS/users work; plain TCP stays __ANON__.
+        """``<auth><cot username= password= uid=/></auth>``: log the connection in as a user.
+
+        NOTE: a regex over a small, fixed-shape element, not an XML parse; values are
+        XML-unescaped. A connection that is already a user (its certificate) ignores it.
+        """
         self.counters.values["auth_frames"] += 1
+        if conn.user or conn.held is not None:
+            return
+        fields = {m[1].decode(): unescape(m[2] if m[2] is not None else m[3])
+                  for m in _AUTH_ATTRIBUTE.finditer(data)}
+        username, password = fields.get("username", ""), fields.get("password", "")
+        if not username or self._authenticate is None:
+            self.reject(conn, "stream login without a username, or no user database")
+            return
+        conn.held = []
+        asyncio.get_running_loop().create_task(self._log_in(conn, username, password))
+
+    async def _log_in(self, conn: Connection, username: str, password: str) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._authenticate is not None
+        try:
+            channels = await loop.run_in_executor(None, self._authenticate, username, password)
+        except Exception:
+            self.counters.inc("user_lookup_errors")
+            log.exception("cannot check the login of %r (%s)", username, conn.peer)
+            channels = None
+        if conn.closing:
+            return
+        if channels is None:
+            self.counters.inc("login_failures")
+            log.warning("closing client %s: login as %r failed", conn.peer, username)
+            self._close(conn, abort=True)
+            return
+        conn.user = username
+        before = conn.groups_out
+        self.registry.regroup(conn, channels.groups_in, channels.groups_out)
+        conn.source_header = self._source_header(conn)
+        # Like a new client, it gets the current map state of the channels it now reads.
+        state = self.replay.visible(channels.groups_out - before, time.time())
+        if state:
+            self._send_to(conn, b"".join(state))
+        log.info("client %s logged in as %r (in %s)", conn.peer, username,
+                 ",".join(channels.groups_in))
+        held, conn.held = conn.held or [], None
+        if held:
+            self.events_from(conn, held)
 
     def reject(self, conn: Connection, reason: str) -> None:
         self.counters.values["framing_errors"] += 1

@@ -51,9 +51,10 @@ def issue(node: Node, name: str, out: Path, data_dir: Path | None = None,
     return out
 
 
-def add_user(node: Node, name: str, *groups: str) -> None:
+def add_user(node: Node, name: str, *groups: str, password: str | None = None) -> None:
     """`otszmq user add` (a certificate's CN must be an active user to stream)."""
     flags = ["--in", ",".join(groups), "--out", ",".join(groups)] if groups else []
+    flags += ["--password", password] if password else []
     subprocess.run(otszmq_command("user", "add", name, "--data-dir", str(node.data_dir), *flags),
                    check=True, capture_output=True, timeout=60)
 
@@ -208,3 +209,51 @@ def test_channels_separate_users_and_join_those_in_both(node: Node, tmp_path: Pa
         seen_by_blue += b"".join(blue.recv_until(f"again-{run}".encode()))
         assert f"from-blue1-{run}".encode() not in seen_by_red
         assert f"from-red1-{run}".encode() not in seen_by_blue
+
+
+def login(client: CotClient, username: str, password: str) -> None:
+    client.send(f'<auth><cot username="{username}" password="{password}" uid="{username}-uid"/>'
+                "</auth>".encode())
+
+
+def test_stream_login_on_plain_tcp_puts_the_client_in_its_channels(node: Node) -> None:
+    add_user(node, "red2", "Red2", password="red-pass")
+    add_user(node, "blue2", "Blue2", password="blue-pass")
+    clients = [node.connect() for _ in range(6)]
+    red, blue, anon, red_peer, blue_peer, anon_peer = clients
+    try:
+        for client, user in ((red, "red2"), (red_peer, "red2"), (blue, "blue2"),
+                             (blue_peer, "blue2")):
+            login(client, user, f"{user[:-1]}-pass")
+        run = tag()
+        # Every login has completed once each member has received an event of its channel
+        # from the other (only a reader of the channel gets it, live or replayed).
+        for one, other in ((red, red_peer), (red_peer, red), (blue, blue_peer),
+                           (blue_peer, blue)):
+            needle = f"ready-{tag()}"
+            other.send(marker_event(f"r-{needle}", remarks=needle))
+            one.recv_until(needle.encode())
+        red.send(marker_event(f"r-{run}", remarks=f"red-{run}"))
+        blue.send(marker_event(f"b-{run}", remarks=f"blue-{run}"))
+        anon.send(marker_event(f"a-{run}", remarks=f"anon-{run}"))
+        # Each sees only its own channel. Barrier: a later event from a member of the same
+        # channel, sent after the peer saw the three events above were routed.
+        red_peer.recv_until(f"red-{run}".encode())
+        blue_peer.recv_until(f"blue-{run}".encode())
+        anon_peer.recv_until(f"anon-{run}".encode())
+        for peer, client, name in ((red_peer, red, "red"), (blue_peer, blue, "blue"),
+                                   (anon_peer, anon, "anon")):
+            peer.send(marker_event(f"{name}-b-{run}", remarks=f"{name}-barrier-{run}"))
+            seen = b"".join(client.recv_until(f"{name}-barrier-{run}".encode()))
+            others = {"red", "blue", "anon"} - {name}
+            assert not any(f"{other}-{run}".encode() in seen for other in others), name
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_stream_login_with_a_wrong_password_closes_the_connection(node: Node) -> None:
+    add_user(node, "green2", password="right")
+    with node.connect() as client:
+        login(client, "green2", "wrong")
+        assert client.is_closed_by_server(timeout=15)
