@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import zmq
 
@@ -46,3 +50,37 @@ def make_socket(
 def prepare_ipc(settings: Settings) -> None:
     """Create the data directory that holds the default ipc:// endpoints."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+@contextmanager
+def wakeup_pipe() -> Iterator[int]:
+    """A pipe that a signal writes to (``signal.set_wakeup_fd``); yields its read end.
+
+    A blocking ``zmq.Poller`` that also polls this fd wakes at once on SIGTERM/SIGINT
+    instead of at its next timeout.
+    """
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    try:
+        yield wake_r
+    finally:
+        signal.set_wakeup_fd(-1)
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def stop_on_signals(request_stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT ask the service to stop (it finishes what it holds)."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def report_ready(settings: Settings) -> None:
+    """Tell the supervisor (or a test) over the inherited pipe that this stage is up."""
+    if settings.ready_fd >= 0:
+        os.write(settings.ready_fd, b"ready\n")

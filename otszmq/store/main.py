@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 from datetime import timedelta
-from types import FrameType
 
 import zmq
 
 from otszmq.config import Settings
-from otszmq.runtime import make_socket, prepare_ipc, setup_logging
+from otszmq.runtime import (
+    make_socket,
+    prepare_ipc,
+    report_ready,
+    setup_logging,
+    stop_on_signals,
+    wakeup_pipe,
+)
 from otszmq.store.database import open_database, redact
 from otszmq.store.migrations import migrate
 from otszmq.store.models import MODELS
@@ -66,29 +71,19 @@ def run(settings: Settings) -> int:
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     sub = make_socket(context, zmq.SUB, linger_ms=0, hwm=settings.fanout_hwm)
     stats_pub = make_socket(context, zmq.PUB, linger_ms=0, hwm=100)
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    try:
-        sub.setsockopt(zmq.SUBSCRIBE, TOPIC_RECORD)
-        sub.connect(settings.fanout_out_endpoint)
-        stats_pub.connect(settings.fanout_in_endpoint)
-        writer = RecordWriter(database, store_raw_xml=config.store_raw_xml)
-        service = StoreService(config, writer, sub, stats_pub, wake_r)
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            service.request_stop()
-
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        if settings.ready_fd >= 0:
-            os.write(settings.ready_fd, b"ready\n")
-        service.run()
-    finally:
-        for sock in (sub, stats_pub):
-            sock.close()
-        context.term()
-        database.close()
-        os.close(wake_r)
-        os.close(wake_w)
+    with wakeup_pipe() as wake_r:
+        try:
+            sub.setsockopt(zmq.SUBSCRIBE, TOPIC_RECORD)
+            sub.connect(settings.fanout_out_endpoint)
+            stats_pub.connect(settings.fanout_in_endpoint)
+            writer = RecordWriter(database, store_raw_xml=config.store_raw_xml)
+            service = StoreService(config, writer, sub, stats_pub, wake_r)
+            stop_on_signals(service.request_stop)
+            report_ready(settings)
+            service.run()
+        finally:
+            for sock in (sub, stats_pub):
+                sock.close()
+            context.term()
+            database.close()
     return 0

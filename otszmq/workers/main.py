@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import signal
-from types import FrameType
-
 import zmq
 
 from otszmq.config import Settings
-from otszmq.runtime import instance_id, make_socket, prepare_ipc, setup_logging
+from otszmq.runtime import (
+    instance_id,
+    make_socket,
+    prepare_ipc,
+    report_ready,
+    setup_logging,
+    stop_on_signals,
+    wakeup_pipe,
+)
 from otszmq.workers.service import WorkerConfig, WorkerService
 
 
@@ -26,32 +30,22 @@ def run(settings: Settings) -> int:
     dealers: list[zmq.Socket[bytes]] = []
     # Linger so that routed events still in the PUB queue reach the fan-out on exit.
     pub = make_socket(context, zmq.PUB, linger_ms=1000, hwm=hwm)
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    try:
-        for endpoint in settings.worker_connects:
-            dealer = make_socket(context, zmq.DEALER, linger_ms=0, hwm=hwm)
-            dealer.setsockopt(zmq.ROUTING_ID, worker_id.encode())
-            # Heartbeats only go to connected ingests, never queue for absent ones.
-            dealer.setsockopt(zmq.IMMEDIATE, 1)
-            dealer.connect(endpoint)
-            dealers.append(dealer)
-        pub.connect(settings.fanout_in_endpoint)
-        service = WorkerService(config, dealers, pub, wake_r)
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            service.request_stop()
-
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        if settings.ready_fd >= 0:
-            os.write(settings.ready_fd, b"ready\n")
-        service.run()
-    finally:
-        for sock in (*dealers, pub):
-            sock.close()
-        context.term()
-        os.close(wake_r)
-        os.close(wake_w)
+    with wakeup_pipe() as wake_r:
+        try:
+            for endpoint in settings.worker_connects:
+                dealer = make_socket(context, zmq.DEALER, linger_ms=0, hwm=hwm)
+                dealer.setsockopt(zmq.ROUTING_ID, worker_id.encode())
+                # Heartbeats only go to connected ingests, never queue for absent ones.
+                dealer.setsockopt(zmq.IMMEDIATE, 1)
+                dealer.connect(endpoint)
+                dealers.append(dealer)
+            pub.connect(settings.fanout_in_endpoint)
+            service = WorkerService(config, dealers, pub, wake_r)
+            stop_on_signals(service.request_stop)
+            report_ready(settings)
+            service.run()
+        finally:
+            for sock in (*dealers, pub):
+                sock.close()
+            context.term()
     return 0
