@@ -151,7 +151,9 @@ class Supervisor:
     def _spawn(self, child: Child) -> None:
         ready_r, ready_w = os.pipe()
         argv = [*child.argv, "--ready-fd", str(ready_w)]
-        child.proc = subprocess.Popen(argv, pass_fds=(ready_w,), env=self._env)
+        # NOTE: its own process group, so that a terminal's Ctrl-C (SIGINT to the whole
+        # foreground group) reaches only the supervisor, which stops the tiers in order.
+        child.proc = subprocess.Popen(argv, pass_fds=(ready_w,), env=self._env, process_group=0)
         os.close(ready_w)
         child.ready_fd, child.ready = ready_r, False
         child.started_at, child.restart_at = time.monotonic(), None

@@ -41,7 +41,8 @@ class Node:
     """One ``otszmq serve`` process tree on loopback, in its own data dir."""
 
     def __init__(self, data_dir: Path, *, workers: int = 2, extra: tuple[str, ...] = (),
-                 tls: bool = False, api: bool = False) -> None:
+                 tls: bool = False, api: bool = False, own_session: bool = False) -> None:
+        self.own_session = own_session  # so that a test can signal its process group
         self.data_dir = data_dir
         self.port = free_port()
         # TLS is off unless asked for: making a CA costs seconds of RSA key generation.
@@ -60,7 +61,8 @@ class Node:
     def start(self) -> Node:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=log)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=log,
+                                     start_new_session=self.own_session)
         log.close()
         self.ready_line = self._read_ready_line()
         return self

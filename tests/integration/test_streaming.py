@@ -320,3 +320,19 @@ def test_two_ingest_processes_share_the_port(tmp_path: Path) -> None:
         finally:
             for client in clients:
                 client.close()
+
+
+def test_ctrl_c_stops_the_tiers_in_order(tmp_path: Path) -> None:
+    node = Node(tmp_path / "data", workers=1, own_session=True).start()
+    assert node.proc is not None
+    group = os.getpgid(node.proc.pid)
+    # The children must be outside the supervisor's process group: otherwise a terminal's
+    # Ctrl-C reaches them all at once and the tiers do not stop in order.
+    children = [p["pid"] for p in node.stats()]
+    assert len(children) == 4 and all(os.getpgid(pid) != group for pid in children)
+    # A terminal's Ctrl-C: SIGINT to the whole foreground process group.
+    os.killpg(group, signal.SIGINT)
+    assert node.proc.wait(30) == 0
+    log = node.log()
+    assert "exited with code" not in log  # no child died on its own or was restarted
+    assert log.index("ingest stopped") < log.index("worker-0 stopping") < log.index("node stopped")
