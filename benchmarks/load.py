@@ -1,12 +1,16 @@
-"""Load program for a TAK server: N simulated ATAK clients exchanging SA reports over TCP.
+"""Load program for a TAK server: N simulated ATAK clients exchanging CoT over TCP or TLS.
 
     python -m benchmarks.load --port 8088 --clients 10 --rate 20000 --duration 5 --warmup 1
+    python -m benchmarks.load --port 8088 --scenario takserver --clients 200 --duration 20
 
 Phases: connect all clients (barrier), each announces itself with an SA, settle until every client
 has seen every other client's announcement or --settle-timeout passes (barrier), then send at the
 offered aggregate rate for --warmup + --duration seconds, then drain. Only events sent inside the
 measured window (after the warm-up) count towards loss, ordering and latency. See
 benchmarks/README.md for every field of the JSON result printed on stdout.
+
+`--scenario` picks what the clients send (benchmarks.scenarios); connect-storm and idle-hold are
+handed to benchmarks.storm and benchmarks.idle, which print their own JSON.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import ipaddress
 import json
 import math
 import re
 import secrets
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -36,7 +40,11 @@ from typing import Any, cast
 
 import uvloop
 
-from benchmarks import cotgen, procstat, results
+from benchmarks import cotgen, cotmix, options, procstat, results
+from benchmarks.loadsummary import summary
+from benchmarks.options import add_load_flags, load_config_from
+from benchmarks.scenarios import Kind, Plan, Sender
+from benchmarks.tls import TlsConfigError, client_context
 
 Json = dict[str, Any]
 NS = 1_000_000_000
@@ -50,26 +58,12 @@ PROBE_EVERY_S = 0.25
 ANNOUNCE_EVERY_S = 0.2
 
 
+# NOTE: still reachable as benchmarks.load.LoadConfig, which benchmarks/peers/load_peer.py uses.
+LoadConfig = options.LoadConfig
+
+
 class BenchError(Exception):
     """A run that cannot go on (no server to connect to); main() prints it and exits 1."""
-
-
-@dataclass(frozen=True, slots=True)
-class LoadConfig:
-    host: str = "127.0.0.1"
-    port: int = 8088
-    clients: int = 10
-    rate: float = 1000.0
-    duration: float = 5.0
-    warmup: float = 1.0
-    drain: float = 2.0
-    event_size: int = 600
-    cot_type: str = "a-f-G-U-C"
-    tick_ms: float = 5.0
-    max_burst_ms: float = 100.0
-    connect_timeout: float = 5.0
-    settle_timeout: float = 5.0
-    server_pids: tuple[int, ...] = ()
 
 
 class DeliveryCounter:
@@ -120,8 +114,17 @@ class BenchClient(asyncio.Protocol):
         announce_pattern: re.Pattern[bytes],
         settle: Settle,
         peers: int,
+        sender: Sender | None = None,
+        tls: ssl.SSLContext | None = None,
+        count_pongs: bool = False,
     ) -> None:
         self.factory = factory
+        self.sender = sender
+        # NOTE: the TLS context travels on the client, so `connect(cfg, client)` keeps the
+        # signature that benchmarks/peers/load_peer.py wraps.
+        self.tls = tls
+        self.pongs = 0
+        self._count_pongs = count_pongs
         self.chunks: list[results.Chunk] = []
         self.peers_seen: set[bytes] = set()
         self.settled = False
@@ -178,6 +181,8 @@ class BenchClient(asyncio.Protocol):
             return
         if self._announcing:
             self._note_announcements(buf, end)
+        if self._count_pongs:
+            self.pongs += buf.count(cotmix.PONG_MARK, 0, end)
         records = self._bench_pattern.findall(buf, 0, end)
         if records:
             self.chunks.append((time.perf_counter_ns(), b"".join(records)))
@@ -202,9 +207,17 @@ class BenchClient(asyncio.Protocol):
 
 async def connect(cfg: LoadConfig, client: BenchClient) -> None:
     loop = asyncio.get_running_loop()
+    tls_name = cfg.tls.server_name if cfg.tls and client.tls else None
     try:
         await asyncio.wait_for(
-            loop.create_connection(lambda: client, cfg.host, cfg.port), cfg.connect_timeout
+            loop.create_connection(
+                lambda: client,
+                cfg.host,
+                cfg.port,
+                ssl=client.tls,
+                server_hostname=(tls_name or cfg.host) if client.tls else None,
+            ),
+            cfg.connect_timeout,
         )
     except (OSError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
@@ -222,12 +235,15 @@ async def client_session(
     """
     await connect(cfg, client)
     await barrier.wait()
+    if cfg.announce_delay:
+        await asyncio.sleep(cfg.announce_delay)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + cfg.settle_timeout
+    every = cfg.announce_every or ANNOUNCE_EVERY_S
     while not settle.done.is_set() and (remaining := deadline - loop.time()) > 0:
         client.write(client.factory.announcement(*cotgen.cot_times(datetime.now(UTC))))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(settle.done.wait(), min(ANNOUNCE_EVERY_S, remaining))
+            await asyncio.wait_for(settle.done.wait(), min(every, remaining))
     await barrier.wait()
     client.end_announcements()
 
@@ -241,6 +257,8 @@ class PacerResult:
     skipped_blocked: int
     max_tick_lag_ms: float
     event_bytes: int
+    bytes_sent: int
+    pings_sent: int
 
 
 @dataclass(slots=True)
@@ -260,6 +278,9 @@ class Pacer:
     epoch_ns: int
     tokens: list[int] = field(default_factory=list)
     next_seq: list[int] = field(default_factory=list)
+    ping_tokens: list[int] = field(default_factory=list)
+    bytes_sent: int = 0
+    pings_sent: int = 0
     skipped_burst: int = 0
     skipped_blocked: int = 0
     max_lag_ns: int = 0
@@ -268,6 +289,7 @@ class Pacer:
         count = len(self.clients)
         self.tokens = [0] * count
         self.next_seq = [0] * count
+        self.ping_tokens = [0] * count
         tick_ns = int(self.cfg.tick_ms * 1e6)
         start = time.perf_counter_ns()
         window_start = start + int(self.cfg.warmup * NS)
@@ -308,6 +330,8 @@ class Pacer:
             skipped_blocked=self.skipped_blocked,
             max_tick_lag_ms=round(self.max_lag_ns / 1e6, 3),
             event_bytes=self.clients[0].factory.sample_size(),
+            bytes_sent=self.bytes_sent,
+            pings_sent=self.pings_sent,
         )
 
     def _tick(self, elapsed_s: float, t_us: int) -> None:
@@ -315,6 +339,8 @@ class Pacer:
         per_client = self.cfg.rate / count
         cap = max(1, math.ceil(per_client * self.cfg.max_burst_ms / 1000.0))
         time_, stale = cotgen.cot_times(datetime.now(UTC))
+        if self.cfg.ping_every:
+            self._pings(elapsed_s, time_, stale)
         for index, client in enumerate(self.clients):
             due = int(elapsed_s * per_client + index / count) - self.tokens[index]
             if due <= 0:
@@ -326,12 +352,23 @@ class Pacer:
             if not client.writable:
                 self.skipped_blocked += due
                 continue
-            factory = client.factory
-            header = factory.header(time_, stale)
             first = self.next_seq[index]
             # PERF: one write per client per tick, however many events it owes.
-            client.write(b"".join([factory.event(header, first + k, t_us) for k in range(due)]))
+            data = client.sender.batch(time_, stale, first, due, t_us) if client.sender else b""
+            client.write(data)
+            self.bytes_sent += len(data)
             self.next_seq[index] = first + due
+
+    def _pings(self, elapsed_s: float, time_: bytes, stale: bytes) -> None:
+        """Each client pings every --ping-every s, phase-spread like the events; never skipped."""
+        count = len(self.clients)
+        per_client = 1.0 / self.cfg.ping_every
+        for index, client in enumerate(self.clients):
+            due = int(elapsed_s * per_client + index / count) - self.ping_tokens[index]
+            if due > 0 and client.sender is not None:
+                self.ping_tokens[index] += due
+                client.write(client.sender.ping(time_, stale))
+                self.pings_sent += 1
 
 
 async def run(cfg: LoadConfig) -> Json:
@@ -343,27 +380,45 @@ async def run(cfg: LoadConfig) -> Json:
     bench_pattern = cotgen.bench_re(run_id)
     announce_pattern = cotgen.announce_re(run_id)
     settle = Settle(cfg.clients)
-    clients = [
-        BenchClient(
-            cotgen.SaFactory(run_id, index, cfg.event_size, cfg.cot_type),
-            counter,
-            bench_pattern,
-            announce_pattern,
-            settle,
-            cfg.clients - 1,
+    plan = Plan.for_scenario(cfg.scenario, cfg.clients)
+    tls = client_context(cfg.tls) if cfg.tls else None
+    clients: list[BenchClient] = []
+    for index in range(cfg.clients):
+        factory = cotgen.SaFactory(run_id, index, cfg.event_size, cfg.cot_type)
+        sender = Sender(plan, factory, run_id)
+        clients.append(
+            BenchClient(
+                factory,
+                counter,
+                bench_pattern,
+                announce_pattern,
+                settle,
+                cfg.clients - 1,
+                sender=sender,
+                tls=tls,
+                count_pongs=cfg.ping_every > 0,
+            )
         )
-        for index in range(cfg.clients)
-    ]
     try:
         settled = await settle_all(cfg, clients, settle)
         probe = procstat.WindowProbe(cfg.server_pids)
         with gc_paused():
             paced = await Pacer(cfg, clients, probe, epoch_ns).run()
-            drain = await drain_all(cfg, counter, paced.sent_total)
+            drain = await drain_all(cfg, counter, expected_total(plan, paced))
+            if cfg.ping_every:
+                await pongs_all(cfg, clients, paced.pings_sent)
     finally:
         for client in clients:
             client.close()
-    return assemble(cfg, started_at, clients, settled, paced, drain, probe)
+    return assemble(cfg, started_at, clients, settled, paced, drain, probe, plan)
+
+
+def expected_total(plan: Plan, paced: PacerResult) -> int:
+    """Deliveries owed for every event sent (warm-up included): the drain waits for these."""
+    if plan.broadcast_only:
+        return paced.sent_total * (plan.clients - 1)
+    everything = [(0, hi) for _, hi in paced.measured]
+    return sum(plan.expected_pairs(everything).values())
 
 
 @contextlib.contextmanager
@@ -400,9 +455,16 @@ async def settle_all(cfg: LoadConfig, clients: list[BenchClient], settle: Settle
     }
 
 
-async def drain_all(cfg: LoadConfig, counter: DeliveryCounter, sent_total: int) -> Json:
+async def pongs_all(cfg: LoadConfig, clients: list[BenchClient], pings: int) -> None:
+    """Gives the last pings' pongs up to --drain s to come back (a server answers at once)."""
+    deadline = time.monotonic() + cfg.drain
+    while sum(client.pongs for client in clients) < pings and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+async def drain_all(cfg: LoadConfig, counter: DeliveryCounter, owed: int) -> Json:
     began = time.perf_counter()
-    counter.expect(sent_total * (cfg.clients - 1))
+    counter.expect(owed)
     # NOTE: whatever is still missing when the drain times out is reported as loss.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(counter.done.wait(), cfg.drain)
@@ -417,23 +479,36 @@ def assemble(
     paced: PacerResult,
     drain: Json,
     probe: procstat.WindowProbe,
+    plan: Plan | None = None,
 ) -> Json:
     began = time.perf_counter()
     tally = results.Tally()
+    routed = plan is not None and plan.pattern != (Kind.SA,)
     for receiver, client in enumerate(clients):
-        results.tally_receiver(receiver, client.chunks, paced.measured, paced.window, tally)
-    delivery = results.delivery_result(tally, paced.measured, paced.window)
+        if plan is not None and routed:
+            results.tally_receiver_routed(
+                receiver, client.chunks, paced.measured, paced.window, tally, plan
+            )
+        else:
+            results.tally_receiver(receiver, client.chunks, paced.measured, paced.window, tally)
+    owed = plan.expected_pairs(paced.measured) if plan is not None and routed else None
+    delivery = results.delivery_result(tally, paced.measured, paced.window, owed)
     delivery["drain"] = drain
     sent = sum(hi - lo for lo, hi in paced.measured)
     seconds = paced.window.seconds
     generator = probe.generator_result()
     generator["postprocess_seconds"] = round(time.perf_counter() - began, 3)
+    config = {**asdict(cfg), "server_pids": list(cfg.server_pids)}
+    if cfg.tls is not None:
+        config["tls"] = {key: str(value) for key, value in asdict(cfg.tls).items()}
+    pongs = sum(client.pongs for client in clients)
     return {
         "benchmark": "otszmq.load",
         "schema": 1,
+        "scenario": cfg.scenario,
         "started_at": started_at.isoformat(),
         "machine": procstat.machine_info(),
-        "config": {**asdict(cfg), "server_pids": list(cfg.server_pids)},
+        "config": config,
         "settle": settle,
         "send": {
             "offered_rate": cfg.rate,
@@ -445,9 +520,21 @@ def assemble(
             "skipped_blocked": paced.skipped_blocked,
             "max_tick_lag_ms": paced.max_tick_lag_ms,
             "event_bytes": paced.event_bytes,
+            "bytes_per_event_mean": (
+                round(paced.bytes_sent / paced.sent_total, 1) if paced.sent_total else None
+            ),
         },
         "delivery": delivery,
         "latency_ms": results.latency_result(tally.latencies_us),
+        "latency_ms_by_kind": results.latency_by_kind(
+            tally, {kind.value: kind.name.lower() for kind in Kind}
+        ),
+        "pings": {
+            "every_s": cfg.ping_every,
+            "sent": paced.pings_sent,
+            "pongs": pongs,
+            "pong_ratio": round(pongs / paced.pings_sent, 4) if paced.pings_sent else None,
+        },
         "errors": [f"client {i}: {c.error}" for i, c in enumerate(clients) if c.error],
         "generator": generator,
         "system": probe.system_result(),
@@ -455,108 +542,33 @@ def assemble(
     }
 
 
-def summary(result: Json) -> str:
-    """A few lines for a human; the JSON on stdout has everything."""
-    cfg, send, delivery = result["config"], result["send"], result["delivery"]
-    lat, gen, server = result["latency_ms"], result["generator"], result["server"]
-    loss = delivery["loss"]
-    lines = [
-        f"clients {cfg['clients']}  offered {send['offered_rate']:.0f}/s  "
-        f"sent {send['sent_rate']}/s over {send['window_seconds']} s  "
-        f"event {send['event_bytes']} B  "
-        f"settle {'ok' if result['settle']['complete'] else 'INCOMPLETE'}",
-        f"deliveries {delivery['deliveries_per_s']}/s  expected {delivery['expected']}  "
-        f"delivered {delivery['delivered']}  loss {'n/a' if loss is None else f'{loss:.4%}'}  "
-        f"dup {delivery['duplicates']}  out-of-order {delivery['out_of_order']}",
-        f"latency ms  p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}",
-        f"generator CPU {gen['cpu_percent']}%  machine busy "
-        f"{result['system']['cpu_busy_percent']}% of {100 * (result['machine']['nproc'] or 1)}%  "
-        f"skipped {send['skipped_burst']} (burst) "
-        f"{send['skipped_blocked']} (blocked)  max tick lag {send['max_tick_lag_ms']} ms",
-    ]
-    if server is not None:
-        lines.append(
-            f"server CPU {server['cpu_percent_total']}%  RSS {server['rss_kb_total']} kB  "
-            + " ".join(f"[{p['pid']}: {p.get('cpu_percent')}%]" for p in server["pids"])
-        )
-    lines.extend(result["errors"][:5])
-    return "\n".join(lines)
-
-
 def parse_args(argv: list[str]) -> tuple[LoadConfig, bool]:
     parser = argparse.ArgumentParser(prog="benchmarks.load", description=__doc__.split("\n")[0])
-    add = parser.add_argument
-    add("--host", default="127.0.0.1", help="server address; loopback only")
-    add("--port", type=int, default=8088)
-    add("--clients", type=int, default=10, help="simulated EUDs (>= 2)")
-    add("--rate", type=float, default=1000.0, help="aggregate events/s offered by all clients")
-    add("--duration", type=float, default=5.0, help="measured window, s")
-    add("--warmup", type=float, default=1.0, help="sending before the measured window, s")
-    add("--drain", type=float, default=2.0, help="max wait for late deliveries, s")
-    add("--event-size", type=int, default=600, help="pad each SA to about this many bytes")
-    add("--cot-type", default="a-f-G-U-C", help="type of the measured events")
-    add("--tick-ms", type=float, default=5.0, help="pacer period; events are batched per tick")
-    add("--max-burst-ms", type=float, default=100.0, help="catch-up limit after a stall")
-    add("--connect-timeout", type=float, default=5.0)
-    add("--settle-timeout", type=float, default=5.0)
-    add("--server-pids", default="", help="comma-separated PIDs to sample CPU%% and RSS of")
-    add("--json", action="store_true", help="print only the JSON result (no summary on stderr)")
+    add_load_flags(parser)
     args = parser.parse_args(argv)
-    try:
-        pids = tuple(int(pid) for pid in args.server_pids.split(",") if pid.strip())
-    except ValueError:
-        parser.error(f"--server-pids: not a comma-separated list of PIDs: {args.server_pids!r}")
-    cfg = LoadConfig(
-        host=args.host,
-        port=args.port,
-        clients=args.clients,
-        rate=args.rate,
-        duration=args.duration,
-        warmup=args.warmup,
-        drain=args.drain,
-        event_size=args.event_size,
-        cot_type=args.cot_type,
-        tick_ms=args.tick_ms,
-        max_burst_ms=args.max_burst_ms,
-        connect_timeout=args.connect_timeout,
-        settle_timeout=args.settle_timeout,
-        server_pids=pids,
-    )
-    problem = validate(cfg)
-    if problem:
-        parser.error(problem)
-    return cfg, bool(args.json)
+    return load_config_from(parser, args), bool(args.json)
 
 
-def validate(cfg: LoadConfig) -> str | None:
-    """The first thing wrong with `cfg`, named by its flag, or None."""
-    try:
-        loopback = ipaddress.ip_address(cfg.host).is_loopback
-    except ValueError:
-        loopback = False
-    checks = [
-        (loopback, f"--host: {cfg.host!r} is not a loopback IP address (e.g. 127.0.0.1, ::1)"),
-        (0 < cfg.port < 65536, "--port: must be 1..65535"),
-        (2 <= cfg.clients < cotgen.MAX_CLIENTS, f"--clients: must be 2..{cotgen.MAX_CLIENTS - 1}"),
-        (cfg.rate > 0, "--rate: must be > 0"),
-        (cfg.duration > 0, "--duration: must be > 0"),
-        (cfg.warmup >= 0, "--warmup: must be >= 0"),
-        (cfg.drain >= 0, "--drain: must be >= 0"),
-        (cfg.tick_ms > 0, "--tick-ms: must be > 0"),
-        (cfg.max_burst_ms >= cfg.tick_ms, "--max-burst-ms: must be >= --tick-ms"),
-        (
-            re.fullmatch(r"[A-Za-z0-9-]+", cfg.cot_type) is not None,
-            "--cot-type: letters, digits and -",
-        ),
-    ]
-    return next((message for ok, message in checks if not ok), None)
+def delegated(argv: list[str]) -> str | None:
+    """The scenario named on the command line when another program runs it, else None."""
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--scenario")
+    known, _ = probe.parse_known_args(argv)
+    return known.scenario if known.scenario in ("connect-storm", "idle-hold") else None
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, json_only = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    other = delegated(argv)
+    if other is not None:
+        # NOTE: imported here so a plain load run does not pull them in.
+        from benchmarks import idle, storm  # noqa: PLC0415
+
+        return storm.main(argv) if other == "connect-storm" else idle.main(argv)
+    cfg, json_only = parse_args(argv)
     try:
         result: Json = uvloop.run(run(cfg))
-    except BenchError as exc:
+    except (BenchError, TlsConfigError) as exc:
         print(f"benchmarks.load: {exc}", file=sys.stderr)
         return 1
     if not json_only:

@@ -144,12 +144,18 @@ class WindowProbe:
     self_stop: tuple[float, float] | None = None
     system_start: tuple[float, float] | None = None
     system_stop: tuple[float, float] | None = None
+    others_start: dict[int, tuple[str, float]] = field(default_factory=dict)
+    others_stop: dict[int, tuple[str, float]] = field(default_factory=dict)
 
     def start(self) -> None:
         self.watches = [ProcWatch(pid) for pid in self.server_pids]
         self.sample()
         self.self_start = (time.monotonic(), self_cpu_seconds())
         self.system_start = system_cpu_seconds()
+        self.others_start = other_processes_cpu(self._ours())
+
+    def _ours(self) -> set[int]:
+        return {os.getpid(), os.getppid(), *self.server_pids}
 
     def sample(self) -> None:
         for watch in self.watches:
@@ -158,6 +164,7 @@ class WindowProbe:
     def stop(self) -> None:
         self.self_stop = (time.monotonic(), self_cpu_seconds())
         self.system_stop = system_cpu_seconds()
+        self.others_stop = other_processes_cpu(self._ours())
         self.sample()
 
     def generator_result(self) -> Json:
@@ -177,7 +184,34 @@ class WindowProbe:
             total = self.system_stop[1] - self.system_start[1]
             cores = os.cpu_count() or 1
             busy_percent = round(100.0 * cores * busy / total, 1) if total > 0 else None
-        return {"cpu_busy_percent": busy_percent, "loadavg": list(os.getloadavg())}
+        return {
+            "cpu_busy_percent": busy_percent,
+            "loadavg": list(os.getloadavg()),
+            **self._others_result(),
+        }
+
+    def _others_result(self) -> Json:
+        """CPU% of the user-space processes that are neither this one nor the server's, over the
+        window: on a shared machine, the work that disturbed the measurement (processes that
+        started or ended inside the window are missed)."""
+        if self.self_start is None or self.self_stop is None:
+            return {"other_processes_cpu_percent": None, "top_other_processes": []}
+        wall = self.self_stop[0] - self.self_start[0]
+        used = [
+            (cpu - self.others_start[pid][1], pid, name)
+            for pid, (name, cpu) in self.others_stop.items()
+            if pid in self.others_start
+        ]
+        used.sort(reverse=True)
+        total = sum(cpu for cpu, _, _ in used)
+        return {
+            "other_processes_cpu_percent": round(100.0 * total / wall, 1) if wall > 0 else None,
+            "top_other_processes": [
+                {"command": _command(pid, name), "cpu_percent": round(100.0 * cpu / wall, 1)}
+                for cpu, pid, name in used[:3]
+                if wall > 0 and cpu > 0
+            ],
+        }
 
     def server_result(self) -> Json:
         per_pid = [watch.result() for watch in self.watches]
@@ -188,4 +222,85 @@ class WindowProbe:
                 round(sum(entry["cpu_percent"] or 0.0 for entry in found), 1) if found else None
             ),
             "rss_kb_total": sum(entry["rss_kb"] for entry in found) if found else None,
+            "cpu_seconds_total": (
+                round(sum(entry["cpu_seconds"] for entry in found), 3) if found else None
+            ),
         }
+
+
+def raise_fd_limit(needed: int) -> Json:
+    """Raises this process's RLIMIT_NOFILE soft limit to at least `needed` if the hard limit
+    allows (and the hard limit too when we may, i.e. as root); reports what it ended at."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max(soft, needed)
+    error = None
+    try:
+        if hard != resource.RLIM_INFINITY and wanted > hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+        elif wanted > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        error = str(exc)
+    soft_now, hard_now = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return {"needed": needed, "soft": soft_now, "hard": hard_now, "error": error}
+
+
+def fd_count(pid: int) -> int | None:
+    """Open file descriptors of `pid` (sockets included), or None if it cannot be read."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def fd_limit(pid: int) -> int | None:
+    """The soft `Max open files` of `pid` from /proc/PID/limits (None: unreadable/unlimited)."""
+    try:
+        text = Path(f"/proc/{pid}/limits").read_text(encoding="ascii")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Max open files"):
+            soft = line.split()[3]
+            return int(soft) if soft.isdigit() else None
+    return None
+
+
+def rss_kb(pids: tuple[int, ...]) -> tuple[int, dict[int, int]]:
+    """Summed and per-PID RSS (kB) of the processes still alive among `pids`."""
+    per_pid: dict[int, int] = {}
+    for pid in pids:
+        sample = read_proc(pid)
+        if sample is not None:
+            per_pid[pid] = sample.rss_kb
+    return sum(per_pid.values()), per_pid
+
+
+PF_KTHREAD = 0x00200000
+
+
+def other_processes_cpu(ours: set[int]) -> dict[int, tuple[str, float]]:
+    """pid -> (command name, CPU seconds so far) of every user-space process not in `ours`."""
+    found: dict[int, tuple[str, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in ours:
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        name = stat[stat.find("(") + 1 : stat.rfind(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[6]) & PF_KTHREAD:
+            continue
+        found[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return found
+
+
+def _command(pid: int, name: str) -> str:
+    """The start of `pid`'s command line (its name if it is gone), to tell what disturbed a run."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return name
+    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()[:120] or name

@@ -1,12 +1,15 @@
 """The machine's ceiling: the least work any Python server can do to relay CoT between clients.
 
     python -m benchmarks.relay --port 8088
+    python -m benchmarks.relay --port 8089 --tls --cert server.pem --key server.key --ca ca.pem
 
 A uvloop TCP server with no XML parsing, no routing, no storage: it cuts each client's stream after
 its last complete `</event>` (keeping the unterminated tail for the next read) and queues those
 complete events for every other client; once per event-loop iteration each client gets everything
 queued for it in one `transport.write`. Prints `relay ready on 127.0.0.1:PORT` when listening
 (`--port 0` picks a free port) and its byte counts on stderr when stopped by SIGINT/SIGTERM.
+With `--tls` it speaks mutual TLS (clients must present a certificate signed by `--ca`), so the
+load program's TLS client side can be measured against the same least-work server.
 """
 
 from __future__ import annotations
@@ -15,11 +18,19 @@ import argparse
 import asyncio
 import ipaddress
 import signal
+import ssl
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
+if __name__ == "__main__" and not __package__:
+    # NOTE: `python benchmarks/relay.py` puts benchmarks/ first on sys.path, not the repo root.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import uvloop
+
+from benchmarks.tls import TlsConfigError, TlsFiles, files_from_flags, server_context
 
 EVENT_END = b"</event>"
 
@@ -35,6 +46,7 @@ class RelayConfig:
     # (slow consumer); a client that sends max_carry bytes without an </event> is disconnected.
     max_backlog: int = DEFAULT_MAX_BACKLOG
     max_carry: int = 4 * 1024 * 1024
+    tls: TlsFiles | None = None
 
 
 @dataclass(slots=True)
@@ -143,12 +155,15 @@ class RelayClient(asyncio.Protocol):
 async def serve(cfg: RelayConfig) -> RelayStats:
     loop = asyncio.get_running_loop()
     hub = Hub(loop, cfg)
-    server = await loop.create_server(lambda: RelayClient(hub), cfg.host, cfg.port, backlog=1024)
+    context: ssl.SSLContext | None = server_context(cfg.tls) if cfg.tls else None
+    server = await loop.create_server(
+        lambda: RelayClient(hub), cfg.host, cfg.port, backlog=1024, ssl=context
+    )
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     port = server.sockets[0].getsockname()[1]
-    print(f"relay ready on {cfg.host}:{port}", flush=True)
+    print(f"relay ready on {cfg.host}:{port}{' (tls)' if context else ''}", flush=True)
     try:
         await stop.wait()
     finally:
@@ -169,7 +184,17 @@ def parse_args(argv: list[str]) -> RelayConfig:
         default=DEFAULT_MAX_BACKLOG,
         help="unsent bytes past which a slow client is disconnected",
     )
+    parser.add_argument("--tls", action="store_true", help="mutual TLS (needs --cert/--key/--ca)")
+    parser.add_argument("--cert", help="server certificate, PEM")
+    parser.add_argument("--key", help="server private key, PEM")
+    parser.add_argument("--ca", help="CA that signs the clients' certificates, PEM")
     args = parser.parse_args(argv)
+    tls: TlsFiles | None = None
+    if args.tls:
+        files = files_from_flags(args.cert, args.key, args.ca)
+        if isinstance(files, str):
+            parser.error(files)
+        tls = files
     try:
         loopback = ipaddress.ip_address(args.host).is_loopback
     except ValueError:
@@ -178,7 +203,7 @@ def parse_args(argv: list[str]) -> RelayConfig:
         parser.error(f"--host: {args.host!r} is not a loopback IP address (e.g. 127.0.0.1, ::1)")
     if not 0 <= args.port < 65536:
         parser.error("--port: must be 0..65535")
-    return RelayConfig(host=args.host, port=args.port, max_backlog=args.max_backlog)
+    return RelayConfig(host=args.host, port=args.port, max_backlog=args.max_backlog, tls=tls)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         stats: RelayStats = uvloop.run(serve(cfg))
     except OSError as exc:
         print(f"benchmarks.relay: cannot listen on {cfg.host}:{cfg.port}: {exc}", file=sys.stderr)
+        return 1
+    except TlsConfigError as exc:
+        print(f"benchmarks.relay: {exc}", file=sys.stderr)
         return 1
     print(f"relay stopped: {stats}", file=sys.stderr)
     return 0

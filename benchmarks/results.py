@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.cotgen import RECORD_FIELDS
+from benchmarks.scenarios import DIRECT_KINDS, Plan
 
 Json = dict[str, Any]
 # One read's worth of deliveries: (receive time in ns on the monotonic clock, joined bench records).
@@ -47,6 +48,10 @@ class Tally:
     in_window: int = 0
     echoes: int = 0
     pairs: dict[tuple[int, int], PairTally] = field(default_factory=dict)
+    # Routed scenarios only (a Plan with direct messages or several kinds): a direct event that
+    # reached a client other than its addressee, and the latencies per event kind.
+    misdelivered: int = 0
+    kind_latencies_us: dict[int, list[int]] = field(default_factory=dict)
 
 
 def decode(blob: bytes) -> tuple[list[int], list[int], list[int]]:
@@ -108,16 +113,81 @@ def tally_receiver(
             tally.pairs[(src, receiver)] = pair
 
 
-def delivery_result(tally: Tally, measured: list[tuple[int, int]], window: Window) -> Json:
-    """Expected vs delivered over all pairs, and the pairs that did worst."""
-    expected_per_sender = [hi - lo for lo, hi in measured]
-    expected = sum(expected_per_sender) * (len(measured) - 1)
+def tally_receiver_routed(
+    receiver: int,
+    chunks: list[Chunk],
+    measured: list[tuple[int, int]],
+    window: Window,
+    tally: Tally,
+    plan: Plan,
+) -> None:
+    """`tally_receiver` for a plan with direct messages or several kinds of event.
+
+    A direct event counts as delivered only at its addressee; anywhere else it is a misdelivery
+    (counted, not delivered). Latencies are also kept per kind.
+    """
+    seen = [bytearray(hi - lo) for lo, hi in measured]
+    highest = [-1] * len(measured)
+    pairs = [PairTally() for _ in measured]
+    latencies = tally.latencies_us
+    by_kind = tally.kind_latencies_us
+    pattern, cycle = plan.pattern, len(plan.pattern)
+    for recv_ns, blob in chunks:
+        senders, seqs, sent_us = decode(blob)
+        if window.start_ns <= recv_ns < window.end_ns:
+            tally.in_window += len(senders)
+        recv_us = (recv_ns - window.epoch_ns) // NS_PER_US
+        for src, seq, t_us in zip(senders, seqs, sent_us, strict=True):
+            if src == receiver:
+                tally.echoes += 1
+                continue
+            lo, hi = measured[src]
+            if not lo <= seq < hi:
+                continue
+            kind = pattern[seq % cycle]
+            if kind in DIRECT_KINDS and plan.addressee(src, seq) != receiver:
+                tally.misdelivered += 1
+                continue
+            pair = pairs[src]
+            if seen[src][seq - lo]:
+                pair.duplicates += 1
+                continue
+            seen[src][seq - lo] = 1
+            pair.delivered += 1
+            if seq < highest[src]:
+                pair.out_of_order += 1
+            else:
+                highest[src] = seq
+            latencies.append(recv_us - t_us)
+            by_kind.setdefault(kind, []).append(recv_us - t_us)
+    for src, pair in enumerate(pairs):
+        if src != receiver:
+            tally.pairs[(src, receiver)] = pair
+
+
+def delivery_result(
+    tally: Tally,
+    measured: list[tuple[int, int]],
+    window: Window,
+    owed: dict[tuple[int, int], int] | None = None,
+) -> Json:
+    """Expected vs delivered over all pairs, and the pairs that did worst.
+
+    `owed` is the deliveries each (sender, receiver) pair is owed (Plan.expected_pairs); without
+    it every measured event is owed to every other client (a broadcast).
+    """
+    if owed is None:
+        per_sender = [hi - lo for lo, hi in measured]
+        owed = {pair: per_sender[pair[0]] for pair in tally.pairs}
+        expected = sum(per_sender) * (len(measured) - 1)
+    else:
+        expected = sum(owed.values())
     delivered = sum(pair.delivered for pair in tally.pairs.values())
     ratio = delivered / expected if expected else None
     short = [
-        (src, receiver, expected_per_sender[src] - pair.delivered, pair)
+        (src, receiver, owed.get((src, receiver), 0) - pair.delivered, pair)
         for (src, receiver), pair in tally.pairs.items()
-        if pair.delivered < expected_per_sender[src] or pair.duplicates or pair.out_of_order
+        if pair.delivered < owed.get((src, receiver), 0) or pair.duplicates or pair.out_of_order
     ]
     short.sort(key=lambda item: (item[2], item[3].duplicates, item[3].out_of_order), reverse=True)
     return {
@@ -130,6 +200,7 @@ def delivery_result(tally: Tally, measured: list[tuple[int, int]], window: Windo
         "duplicates": sum(pair.duplicates for pair in tally.pairs.values()),
         "out_of_order": sum(pair.out_of_order for pair in tally.pairs.values()),
         "echoes": tally.echoes,
+        "misdelivered": tally.misdelivered,
         "pairs": len(tally.pairs),
         "pairs_with_problems": len(short),
         "worst_pairs": [
@@ -163,4 +234,12 @@ def latency_result(latencies_us: list[int]) -> Json:
         "p99": rank(0.99),
         "max": round(ordered[-1] / 1000.0, 3),
         "mean": round(sum(ordered) / count / 1000.0, 3),
+    }
+
+
+def latency_by_kind(tally: Tally, names: dict[int, str]) -> Json:
+    """Latency percentiles per event kind, for routed scenarios (empty for a plain broadcast)."""
+    return {
+        names[kind]: latency_result(values)
+        for kind, values in sorted(tally.kind_latencies_us.items())
     }

@@ -1,7 +1,10 @@
-"""Smoke test of the benchmark programs: the load generator against the reference relay.
+"""Smoke test of the benchmark programs: every scenario against the relay and a real otszmq serve.
 
-Checks that both programs run and that the JSON result has its documented shape, and that a lossless
-relay shows no loss. It asserts nothing about speed: benchmarks are programs, not timed tests.
+Checks that the programs run and that their JSON results have the documented shape: load in every
+rate scenario, ramp (two tiny steps), connect-storm, idle-hold, TLS against the relay's --tls, and
+the BENCHMARKS.md report. A few behaviours the numbers rest on are checked too (a lossless relay
+shows no loss, misdeliveries are detected, pongs are counted). Nothing here is about speed:
+benchmarks are programs, not timed tests; each run is about a second with 3 clients.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from benchmarks import report, servers, tlscerts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"relay ready on 127\.0\.0\.1:(\d+)")
@@ -96,9 +101,9 @@ def relay() -> Iterator[tuple[int, int]]:
             proc.communicate()
 
 
-def run_load(*args: str) -> subprocess.CompletedProcess[str]:
+def run_load(*args: str, program: str = "benchmarks.load") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "benchmarks.load", *args],
+        [sys.executable, "-m", program, *args],
         check=False,
         cwd=REPO_ROOT,
         capture_output=True,
@@ -145,3 +150,156 @@ def test_load_exits_non_zero_when_nothing_listens() -> None:
     assert done.returncode == 1
     assert f"cannot connect to 127.0.0.1:{port}" in done.stderr
     assert done.stdout == ""
+
+
+# -- every scenario, against the relay and a real otszmq serve -----------------------------------
+
+TINY = ("--clients", "3", "--json")
+TINY_RATE = ("--rate", "150", "--duration", "0.5", "--warmup", "0.1", "--drain", "1")
+
+
+@pytest.fixture(scope="module", params=["relay", "otszmq"])
+def server(request: pytest.FixtureRequest) -> Iterator[servers.Server]:
+    """One relay and one `otszmq serve` (1 worker, TLS port off if it has one) for the module."""
+    if request.param == "relay":
+        started = servers.start_relay()
+    else:
+        started = servers.start_otszmq(1, 1, servers.serve_flags_for_bench())
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def target(server: servers.Server) -> tuple[str, ...]:
+    pids = ",".join(str(pid) for pid in server.pids())
+    return ("--port", str(server.port), "--server-pids", pids)
+
+
+def run_json(*args: str, program: str = "benchmarks.load") -> dict:
+    done = run_load(*args, program=program)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("scenario", ["sa-broadcast", "takserver", "chat-dm", "mixed"])
+def test_rate_scenario_emits_result(server: servers.Server, scenario: str) -> None:
+    # Pings only where they are checked: a relay never answers, so the run waits out the drain.
+    pings = ("--ping-every", "0.2") if scenario == "takserver" else ()
+    result = run_json(*target(server), "--scenario", scenario, *TINY, *TINY_RATE, *pings)
+    assert not TOP_KEYS - result.keys()
+    assert {"scenario", "pings", "latency_ms_by_kind"} <= result.keys()
+    assert result["scenario"] == scenario
+    assert result["settle"]["complete"] is True
+    assert result["errors"] == []
+    assert result["server"]["pids"][0]["found"] is True
+    delivery = result["delivery"]
+    assert delivery["delivered"] > 0
+    assert delivery["echoes"] == 0
+    assert (result["pings"]["sent"] > 0) == (scenario == "takserver")
+    if scenario == "chat-dm":
+        # Each DM is owed to its addressee only; the relay sends it to everyone.
+        assert delivery["expected"] == result["send"]["sent"]
+        assert (delivery["misdelivered"] > 0) == (server.kind == "relay")
+    if server.kind == "otszmq":
+        if scenario == "takserver":
+            assert result["pings"]["pongs"] > 0  # a TAK server answers t-x-c-t
+    else:
+        assert delivery["loss"] == 0
+        assert result["pings"]["pongs"] == 0
+    if scenario == "mixed":
+        assert set(result["latency_ms_by_kind"]) >= {"sa", "chat", "marker"}
+
+
+def test_connect_storm_emits_result(server: servers.Server) -> None:
+    result = run_json(
+        *target(server), "--scenario", "connect-storm", *TINY, "--announce-wait", "0.5"
+    )
+    assert result["benchmark"] == "otszmq.storm"
+    assert result["connect"]["all_connected"] is True
+    assert result["broadcast"]["all_received"] is True
+    assert result["connect"]["connect_ms"]["count"] == 3
+    assert result["server"]["cpu_seconds_total"] is not None
+
+
+def test_idle_hold_emits_result(server: servers.Server) -> None:
+    result = run_json(
+        *target(server), "--scenario", "idle-hold", *TINY, "--hold", "0.2", "--after-close", "0.1"
+    )
+    assert result["benchmark"] == "otszmq.idle"
+    assert result["connections"]["held"] == 3
+    assert result["per_connection"]["server_rss_kib"] is not None
+    assert result["server_fds"]["after"]["max_fd_limit"] is not None
+    assert result["fd_limit"]["soft"] >= 3
+
+
+@pytest.fixture(scope="module")
+def ramp_result() -> Iterator[dict]:
+    relay_server = servers.start_relay()
+    try:
+        yield run_json(
+            *target(relay_server), "--clients", "3", "--json", "--start-rate", "100",
+            "--duration", "0.4", "--warmup", "0.1", "--drain", "1", "--max-steps", "2",
+            "--pause", "0", "--no-half", program="benchmarks.ramp",
+        )  # fmt: skip
+    finally:
+        relay_server.stop()
+
+
+def test_ramp_runs_its_steps(ramp_result: dict) -> None:
+    assert ramp_result["benchmark"] == "otszmq.ramp"
+    steps = ramp_result["steps"]
+    assert [step["rate"] for step in steps] == [100.0, 200.0]
+    assert all(step["passed"] for step in steps), [step["reasons"] for step in steps]
+    assert ramp_result["max_sustainable_rate"] == 200.0
+    assert ramp_result["at_max"]["deliveries_per_s"] > 0
+    assert ramp_result["at_half"] is None
+
+
+def test_report_keeps_what_is_outside_its_markers(ramp_result: dict, tmp_path: Path) -> None:
+    suite = {
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "seconds": 1.0,
+        "command": "python -m benchmarks.run_suite",
+        "machine": ramp_result["machine"],
+        "loadavg_at_end": [0.0, 0.0, 0.0],
+        "config": {"workers": 2, "ingest_processes": 1, "serve_args": [], "duration": 0.4,
+                   "warmup": 0.1, "max_steps": 2, "precision": 0.15},
+        "runs": [
+            {"scenario": "sa-broadcast", "clients": 3, "server": name, "result": ramp_result}
+            for name in ("relay", "otszmq")
+        ],
+    }  # fmt: skip
+    out = tmp_path / "BENCHMARKS.md"
+    report.write(suite, out, None)
+    out.write_text("# Notes\n\nTuning log.\n\n" + out.read_text() + "\nMore notes.\n")
+    report.write(suite, out, None)
+    text = out.read_text()
+    assert text.startswith("# Notes\n\nTuning log.") and text.endswith("More notes.\n")
+    assert text.count(report.BEGIN) == 1
+    assert "| relay | 3 | 200 |" in text
+    assert "otszmq / relay = **100%**" in text
+
+
+def test_load_over_tls_against_the_tls_relay(tmp_path: Path) -> None:
+    files = tlscerts.make_certs(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "benchmarks.relay", "--port", "0", "--tls",
+         "--cert", files["server"], "--key", files["server_key"], "--ca", files["ca"]],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        port = wait_for_ready(proc, START_TIMEOUT)
+        tls = ("--tls", "--cert", files["client"], "--key", files["client_key"],
+               "--ca", files["ca"])  # fmt: skip
+        result = run_json("--port", str(port), *TINY, *TINY_RATE, *tls)
+        assert result["config"]["tls"]["ca"] == files["ca"]
+        assert result["delivery"]["loss"] == 0
+        assert result["errors"] == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()

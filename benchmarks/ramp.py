@@ -1,0 +1,308 @@
+"""Ramp: the max sustainable rate of a server under a rate scenario, by repeated load runs.
+
+    python -m benchmarks.ramp --port 8088 --clients 50 --start-rate 2000 --duration 3 --json
+
+A step is one full `benchmarks.load` run at one offered rate (fresh connections, fresh run id). It
+passes when at least 99.9% of the owed deliveries arrived, p99 latency is under 1 s, and at least
+99% of the offered rate was really sent (a server that stops reading holds the senders back). The
+search doubles the rate from --start-rate until a step fails (halves it while the first steps
+fail), then bisects (geometric midpoint) between the best pass and the lowest failure until they
+are within --precision of each other or --max-steps is used up. The max sustainable rate is the
+best passing rate. Unless --no-half, one more step at half that rate gives the latency of a server
+with headroom. Every step's full result is in the JSON on stdout; a line per step on stderr.
+
+On a shared machine a failed step is run once more when other processes used a sizeable share of
+the CPU during it (`--disturbed-retries`); both attempts are kept, the last one counts. Each step
+says what limited it (`limited_by`): the generator (its core saturated), the cores (the generator
+could not keep its pace while the server took the rest of the 2 cores), other processes, or the
+server.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import uvloop
+
+from benchmarks import load, procstat
+from benchmarks.options import LoadConfig, add_load_flags, is_rate_scenario, load_config_from
+from benchmarks.tls import TlsConfigError
+
+Json = dict[str, Any]
+MIN_DELIVERY_RATIO = 0.999
+MAX_P99_MS = 1000.0
+MIN_SENT_RATIO = 0.99
+# After an overloaded step a server may still be working through queued events; give it time so
+# the next step does not inherit that backlog.
+PAUSE_AFTER_FAIL_S = 3.0
+GENERATOR_SATURATED_PERCENT = 90.0
+# Other processes using this much CPU (100 = a core) during a step make it "disturbed".
+DISTURBED_OTHER_PERCENT = 25.0
+
+
+@dataclass(frozen=True, slots=True)
+class RampConfig:
+    load: LoadConfig
+    start_rate: float = 1000.0
+    max_rate: float = 200_000.0
+    min_rate: float = 10.0
+    max_steps: int = 10
+    precision: float = 0.1
+    half: bool = True
+    pause: float = 1.0
+    disturbed_retries: int = 1
+
+
+def judge(result: Json) -> list[str]:
+    """Why a step is not sustainable; empty when it passed."""
+    reasons: list[str] = []
+    ratio = result["delivery"]["delivery_ratio"]
+    if ratio is None or ratio < MIN_DELIVERY_RATIO:
+        reasons.append(f"delivered {ratio if ratio is None else f'{ratio:.4%}'} < 99.9%")
+    p99 = result["latency_ms"]["p99"]
+    if p99 is None or p99 >= MAX_P99_MS:
+        reasons.append(f"p99 {p99} ms >= {MAX_P99_MS:.0f} ms")
+    sent, offered = result["send"]["sent_rate"] or 0.0, result["send"]["offered_rate"]
+    if sent < MIN_SENT_RATIO * offered:
+        reasons.append(f"sent {sent:.0f}/s < 99% of {offered:.0f}/s")
+    return reasons
+
+
+def limited_by(result: Json) -> str:
+    """What most likely set the limit in a step: generator, cores, other processes or server.
+
+    NOTE: on loopback the kernel does much of a delivery in the sender's context, so the server's
+    CPU% understates its share; this is a hint for reading a table, not a verdict.
+    """
+    other = result["system"].get("other_processes_cpu_percent") or 0.0
+    if (result["generator"]["cpu_percent"] or 0.0) >= GENERATOR_SATURATED_PERCENT:
+        return "generator"
+    if other >= DISTURBED_OTHER_PERCENT:
+        return "other processes"
+    if result["send"]["skipped_burst"] > 0:
+        return "cores"
+    return "server"
+
+
+def disturbed(result: Json) -> bool:
+    return (result["system"].get("other_processes_cpu_percent") or 0.0) >= DISTURBED_OTHER_PERCENT
+
+
+def row(result: Json) -> Json:
+    """The figures of one step that tables and plots use."""
+    server = result.get("server") or {}
+    return {
+        "offered_rate": result["send"]["offered_rate"],
+        "sent_rate": result["send"]["sent_rate"],
+        "delivery_ratio": result["delivery"]["delivery_ratio"],
+        "deliveries_per_s": result["delivery"]["deliveries_per_s"],
+        "misdelivered": result["delivery"].get("misdelivered", 0),
+        "p50_ms": result["latency_ms"]["p50"],
+        "p99_ms": result["latency_ms"]["p99"],
+        "max_ms": result["latency_ms"]["max"],
+        "server_cpu_percent": server.get("cpu_percent_total"),
+        "server_rss_kb": server.get("rss_kb_total"),
+        "generator_cpu_percent": result["generator"]["cpu_percent"],
+        "system_busy_percent": result["system"]["cpu_busy_percent"],
+        "other_processes_cpu_percent": result["system"].get("other_processes_cpu_percent"),
+        "limited_by": limited_by(result),
+        "errors": len(result["errors"]),
+    }
+
+
+def _round3(value: float) -> float:
+    """Three significant figures: rates that read well in a table."""
+    digits = 2 - math.floor(math.log10(abs(value))) if value else 0
+    return float(round(value, digits))
+
+
+class Search:
+    """Doubling, then bisection; `next_rate` is None when the search is done."""
+
+    def __init__(self, cfg: RampConfig) -> None:
+        self.cfg = cfg
+        self.best: float | None = None  # highest passing rate
+        self.lowest_fail: float | None = None
+
+    def record(self, rate: float, passed: bool) -> None:
+        if passed:
+            self.best = rate if self.best is None else max(self.best, rate)
+        else:
+            self.lowest_fail = rate if self.lowest_fail is None else min(self.lowest_fail, rate)
+
+    def next_rate(self, rate: float) -> float | None:
+        cfg, best, fail = self.cfg, self.best, self.lowest_fail
+        if fail is None:  # still climbing
+            if best is not None and best >= cfg.max_rate:
+                return None
+            return min(cfg.max_rate, _round3(rate * 2))
+        if best is None:  # still descending
+            lower = _round3(rate / 2)
+            return lower if lower >= cfg.min_rate else None
+        if fail <= best * (1 + cfg.precision):
+            return None
+        middle = _round3(math.sqrt(best * fail))
+        return middle if best < middle < fail else None
+
+
+def progress(text: str, final: bool) -> None:
+    """One line per step on stderr; on a terminal the running step is shown and overwritten."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
+    elif final:
+        sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def describe(number: int, result: Json, reasons: list[str]) -> str:
+    figures = row(result)
+    ratio = figures["delivery_ratio"]
+    verdict = "PASS" if not reasons else "FAIL: " + "; ".join(reasons)
+    bound = f" [limit: {figures['limited_by']}]" if reasons else ""
+    if figures["other_processes_cpu_percent"]:
+        bound += f" [others {figures['other_processes_cpu_percent']:.0f}% CPU]"
+    if figures["misdelivered"]:
+        bound += f" [misdelivered {figures['misdelivered']}]"
+    return (
+        f"  step {number:2d}  {figures['offered_rate']:>9.0f}/s  sent {figures['sent_rate']}/s  "
+        f"delivered {'n/a' if ratio is None else f'{ratio:.3%}'}  "
+        f"{figures['deliveries_per_s']} deliveries/s  p50 {figures['p50_ms']} "
+        f"p99 {figures['p99_ms']} ms  {verdict}{bound}"
+    )
+
+
+def step(cfg: RampConfig, rate: float) -> Json:
+    return dict(uvloop.run(load.run(replace(cfg.load, rate=rate))))
+
+
+def run(cfg: RampConfig) -> Json:
+    started_at = datetime.now(UTC)
+    label = f"{cfg.load.scenario} x{cfg.load.clients} on {cfg.load.host}:{cfg.load.port}"
+    progress(f"ramp {label}: max {cfg.max_steps} steps of ~{_step_seconds(cfg):.0f} s", True)
+    search = Search(cfg)
+    steps: list[Json] = []
+    rate: float | None = cfg.start_rate
+    retries = attempts = 0  # retries in all; attempts at the current rate
+    while rate is not None and len(steps) < cfg.max_steps + retries:
+        progress(f"  step {len(steps) + 1:2d}  {rate:>9.0f}/s  running...", False)
+        result = step(cfg, rate)
+        reasons = judge(result)
+        steps.append({"rate": rate, "passed": not reasons, "reasons": reasons,
+                      "row": row(result), "result": result})
+        progress(describe(len(steps), result, reasons), True)
+        attempts += 1
+        if reasons and disturbed(result) and attempts <= cfg.disturbed_retries:
+            retries += 1
+            steps[-1]["superseded"] = True
+            time.sleep(PAUSE_AFTER_FAIL_S)
+            continue
+        attempts = 0
+        search.record(rate, not reasons)
+        rate = search.next_rate(rate)
+        if rate is not None:
+            time.sleep(cfg.pause if not reasons else max(cfg.pause, PAUSE_AFTER_FAIL_S))
+    at_half: Json | None = None
+    if cfg.half and search.best is not None:
+        half = _round3(search.best / 2)
+        progress(f"  half     {half:>9.0f}/s  running...", False)
+        result = step(cfg, half)
+        at_half = {"rate": half, "reasons": judge(result), "row": row(result), "result": result}
+        progress(describe(0, result, at_half["reasons"]).replace("step  0", "half   "), True)
+    failing = [
+        s for s in steps
+        if not s["passed"] and s["rate"] == search.lowest_fail and not s.get("superseded")
+    ]
+    summary_line = (
+        f"ramp {label}: max sustainable rate {search.best}/s"
+        + (f" (next failed at {search.lowest_fail}/s)" if search.lowest_fail else "")
+    )
+    progress(summary_line, True)
+    return {
+        "benchmark": "otszmq.ramp",
+        "schema": 1,
+        "scenario": cfg.load.scenario,
+        "started_at": started_at.isoformat(),
+        "machine": procstat.machine_info(),
+        "config": {
+            **{key: value for key, value in asdict(cfg).items() if key != "load"},
+            "load": steps[0]["result"]["config"] if steps else None,
+        },
+        "criteria": {
+            "min_delivery_ratio": MIN_DELIVERY_RATIO,
+            "max_p99_ms": MAX_P99_MS,
+            "min_sent_ratio": MIN_SENT_RATIO,
+        },
+        "max_sustainable_rate": search.best,
+        "lowest_failing_rate": search.lowest_fail,
+        "failure_limited_by": failing[-1]["row"]["limited_by"] if failing else None,
+        "at_max": next(
+            (s["row"] for s in steps if s["rate"] == search.best and s["passed"]), None
+        ),
+        "at_half": at_half,
+        "steps": steps,
+    }
+
+
+def _step_seconds(cfg: RampConfig) -> float:
+    return cfg.load.warmup + cfg.load.duration + 1.0 + cfg.pause
+
+
+def parse_args(argv: list[str]) -> tuple[RampConfig, bool]:
+    parser = argparse.ArgumentParser(prog="benchmarks.ramp", description=__doc__.split("\n")[0])
+    add_load_flags(parser)
+    add = parser.add_argument
+    add("--start-rate", type=float, default=None, help="first step, events/s (default --rate)")
+    add("--max-rate", type=float, default=200_000.0, help="never offer more, events/s")
+    add("--max-steps", type=int, default=10, help="steps in the search (the half step is extra)")
+    add("--precision", type=float, default=0.1, help="stop when fail <= pass x (1 + this)")
+    add("--pause", type=float, default=1.0, help="between steps, s")
+    add("--no-half", action="store_true", help="skip the step at half the max rate")
+    add("--disturbed-retries", type=int, default=1,
+        help="run a failed step again this many times when other processes disturbed it")
+    args = parser.parse_args(argv)
+    loaded = load_config_from(parser, args)
+    if not is_rate_scenario(loaded.scenario):
+        parser.error(f"--scenario: {loaded.scenario} has no rate to ramp")
+    start = args.start_rate if args.start_rate is not None else loaded.rate
+    if not 0 < start <= args.max_rate:
+        parser.error("--start-rate: must be > 0 and <= --max-rate")
+    if args.max_steps < 1 or args.precision <= 0 or args.pause < 0 or args.disturbed_retries < 0:
+        parser.error("--max-steps must be >= 1, --precision > 0, --pause and retries >= 0")
+    cfg = RampConfig(
+        load=loaded,
+        start_rate=start,
+        max_rate=args.max_rate,
+        max_steps=args.max_steps,
+        precision=args.precision,
+        half=not args.no_half,
+        pause=args.pause,
+        disturbed_retries=args.disturbed_retries,
+    )
+    return cfg, bool(args.json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, _ = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        result = run(cfg)
+    except (load.BenchError, TlsConfigError) as exc:
+        print(f"benchmarks.ramp: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The benchmark suite: every scenario against every server, side by side, in one run.
+
+    python -m benchmarks.run_suite                        # relay + otszmq, all scenarios, scaling
+    python -m benchmarks.run_suite --peers taky,ots       # plus the peers (benchmarks/peers/)
+    python -m benchmarks.run_suite --report-only benchmarks/results/suite-20260101-120000.json
+
+For each scenario it starts each server fresh on a free loopback port (the relay; `otszmq serve`
+with --workers/--ingest-processes and any --serve-args; each peer through its start.sh), runs the
+scenario's programs against it (benchmarks.ramp for rate scenarios, benchmarks.load for the
+takserver shape, benchmarks.storm, benchmarks.idle) and stops it. Then the otszmq scaling runs
+(sa-broadcast ramps with other worker and ingest counts). Everything measured goes into one JSON
+file under benchmarks/results/; BENCHMARKS.md at the repo root and PNG plots under
+benchmarks/plots/ are written from it (again with --report-only). Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import json
+import os
+import shlex
+import tempfile
+import time
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from benchmarks import procstat, report, servers
+from benchmarks.scenarios import SCENARIOS
+from benchmarks.suiteplan import Job, Setting, SuiteConfig, jobs_for, run_job, scaling_settings
+
+Json = dict[str, Any]
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        message = f"not a comma-separated list of integers: {text!r}"
+        raise argparse.ArgumentTypeError(message) from exc
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parse_args(argv: list[str]) -> tuple[SuiteConfig, argparse.Namespace]:
+    description = __doc__.split("\n")[0]
+    parser = argparse.ArgumentParser(prog="benchmarks.run_suite", description=description)
+    add = parser.add_argument
+    add("--scenarios", type=_names, default=SCENARIOS, help="comma-separated (default: all)")
+    add("--servers", type=_names, default=("relay", "otszmq"), help="relay,otszmq")
+    add("--peers", type=_names, default=(), help="peers to add, e.g. taky,ots")
+    add("--workers", type=int, default=2, help="otszmq --workers for the side-by-side runs")
+    add("--ingest-processes", type=int, default=1, help="otszmq --ingest-processes")
+    add("--serve-args", default="",
+        help="extra arguments for `otszmq serve`, one shell-quoted string (e.g. a store switch)")
+    add("--broadcast-clients", type=_ints, default=(10, 50), help="sa-broadcast client counts")
+    add("--takserver-clients", type=_ints, default=(200, 500), help="takserver client counts")
+    add("--dm-clients", type=_ints, default=(10,), help="chat-dm client counts")
+    add("--mixed-clients", type=_ints, default=(10,), help="mixed client counts")
+    add("--storm-clients", type=_ints, default=(500,), help="connect-storm client counts")
+    add("--idle-clients", type=_ints, default=(5000,), help="idle-hold connection counts")
+    add("--duration", type=float, default=3.0, help="measured window of each ramp step, s")
+    add("--warmup", type=float, default=1.0, help="warm-up of each ramp step, s")
+    add("--max-steps", type=int, default=8, help="ramp steps (plus one at half rate)")
+    add("--precision", type=float, default=0.15, help="ramp bisection precision")
+    add("--takserver-duration", type=float, default=20.0, help="takserver window, s")
+    add("--idle-hold", type=float, default=5.0, help="idle-hold: hold before measuring, s")
+    add("--no-scaling", action="store_true", help="skip the otszmq scaling runs")
+    add("--scaling-clients", type=int, default=50)
+    add("--scaling-workers", type=_ints, default=(1, 2, 4))
+    add("--scaling-ingest", type=_ints, default=(1, 2))
+    add("--no-store-row", action="store_true", help="no scaling row with `--store false`")
+    add("--quick", action="store_true", help="tiny everything: checks the suite runs (seconds)")
+    add("--no-plots", action="store_true", help="write BENCHMARKS.md without plots")
+    add("--out", type=Path, default=servers.REPO_ROOT / "BENCHMARKS.md")
+    add("--plots-dir", type=Path, default=servers.REPO_ROOT / "benchmarks" / "plots")
+    add("--results-dir", type=Path, default=servers.REPO_ROOT / "benchmarks" / "results")
+    add("--report-only", type=Path, metavar="SUITE_JSON", help="only rewrite the report from it")
+    args = parser.parse_args(argv)
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"--scenarios: unknown {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+    if set(args.servers) - {"relay", "otszmq"}:
+        parser.error("--servers: relay and/or otszmq (peers go in --peers)")
+    missing = [name for name in args.peers if not servers.peer_available(name)]
+    if missing:
+        parser.error(f"--peers: no benchmarks/peers/<name>/start.sh and stop.sh for {missing}")
+    cfg = SuiteConfig(
+        scenarios=tuple(args.scenarios),
+        servers=tuple(args.servers),
+        peers=tuple(args.peers),
+        workers=args.workers,
+        ingest_processes=args.ingest_processes,
+        serve_args=tuple(shlex.split(args.serve_args)),
+        clients={
+            "sa-broadcast": args.broadcast_clients,
+            "takserver": args.takserver_clients,
+            "chat-dm": args.dm_clients,
+            "mixed": args.mixed_clients,
+            "connect-storm": args.storm_clients,
+            "idle-hold": args.idle_clients,
+        },
+        duration=args.duration,
+        warmup=args.warmup,
+        max_steps=args.max_steps,
+        precision=args.precision,
+        takserver_duration=args.takserver_duration,
+        idle_hold=args.idle_hold,
+        scaling=not args.no_scaling,
+        scaling_clients=args.scaling_clients,
+        scaling_workers=args.scaling_workers,
+        scaling_ingest=args.scaling_ingest,
+        store_row=not args.no_store_row,
+        quick=args.quick,
+    )
+    return (cfg.quickened() if args.quick else cfg), args
+
+
+def log(text: str) -> None:
+    print(f"[suite {datetime.now().strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def start(kind: str, cfg: SuiteConfig, run_root: Path, setting: Setting | None = None
+          ) -> servers.Server:
+    if kind == "relay":
+        return servers.start_relay()
+    if kind == "otszmq":
+        if setting is None:
+            return servers.start_otszmq(cfg.workers, cfg.ingest_processes, cfg.serve_args)
+        args = cfg.serve_args + setting.serve_args()
+        return servers.start_otszmq(setting.workers, setting.ingest, args, setting.label())
+    return servers.start_peer(kind, run_root)
+
+
+def run_on(server_kind: str, jobs: list[Job], cfg: SuiteConfig, run_root: Path,
+           setting: Setting | None = None) -> list[Json]:
+    """Starts one server, runs `jobs` against it, stops it; one record per job."""
+    try:
+        server = start(server_kind, cfg, run_root, setting)
+    except servers.ServerError as exc:
+        log(f"{server_kind}: {exc}")
+        return [{**job.describe(), "server": server_kind, "error": str(exc)} for job in jobs]
+    log(f"{server.label} ready on 127.0.0.1:{server.port} (pids {server.pids()})")
+    records: list[Json] = []
+    try:
+        for job in jobs:
+            log(f"{job.scenario} x{job.clients} on {server.label}")
+            record = run_job(job, server)
+            records.append(record)
+        stats = servers.otszmq_stats(server)
+        if stats is not None and records:
+            records[-1]["otszmq_stats"] = stats
+    finally:
+        server.stop()
+    return records
+
+
+def reusable(records: list[Json], cfg: SuiteConfig, setting: Setting) -> Json | None:
+    """The side-by-side otszmq sa-broadcast record for this scaling setting, if there is one."""
+    side_by_side = Setting(cfg.workers, cfg.ingest_processes, store="--store" not in cfg.serve_args)
+    if setting != side_by_side:
+        return None
+    return next(
+        (
+            record
+            for record in records
+            if record["scenario"] == "sa-broadcast"
+            and record["server"] == "otszmq"
+            and record["clients"] == cfg.scaling_clients
+            and record.get("result") is not None
+        ),
+        None,
+    )
+
+
+def run_suite(cfg: SuiteConfig, store_switch: bool) -> Json:
+    started = datetime.now(UTC)
+    began = time.monotonic()
+    fd_limit = procstat.raise_fd_limit(servers.SERVER_NOFILE)
+    kinds = list(cfg.servers) + list(cfg.peers)
+    records: list[Json] = []
+    with tempfile.TemporaryDirectory(prefix="otszmq-suite-") as tmp:
+        run_root = Path(tmp)
+        for scenario in cfg.scenarios:
+            for kind in kinds:
+                records.extend(run_on(kind, jobs_for(cfg, scenario, kind), cfg, run_root))
+        if cfg.scaling and "otszmq" in cfg.servers:
+            for setting in scaling_settings(cfg, store_switch):
+                same = reusable(records, cfg, setting)
+                if same is not None:
+                    # The side-by-side run already measured this setting in this suite run.
+                    records.append({**same, "scaling": setting.describe(), "reused": True})
+                    continue
+                jobs = jobs_for(cfg, "sa-broadcast", "otszmq", clients=(cfg.scaling_clients,))
+                for record in run_on("otszmq", jobs, cfg, run_root, setting):
+                    records.append({**record, "scaling": setting.describe()})
+    return {
+        "benchmark": "otszmq.suite",
+        "schema": 1,
+        "started_at": started.isoformat(),
+        "seconds": round(time.monotonic() - began, 1),
+        "machine": procstat.machine_info(),
+        "tree": servers.git_state(),
+        "loadavg_at_end": list(os.getloadavg()),
+        "fd_limit": fd_limit,
+        "config": asdict(cfg),
+        "command": " ".join(shlex.quote(arg) for arg in sys.argv),
+        "runs": records,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, args = parse_args(sys.argv[1:] if argv is None else argv)
+    plots = not args.no_plots
+    if plots and not report.plotting_available():
+        print(report.MISSING_MATPLOTLIB, file=sys.stderr)
+        return 2
+    if args.report_only is not None:
+        suite = json.loads(args.report_only.read_text(encoding="utf-8"))
+    else:
+        help_text = servers.serve_help() if "otszmq" in cfg.servers else ""
+        bench_flags = servers.bench_serve_flags(help_text, cfg.serve_args)
+        cfg = replace(cfg, serve_args=bench_flags + cfg.serve_args)
+        suite = run_suite(cfg, store_switch="--store" in help_text)
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        path = args.results_dir / f"suite-{stamp}.json"
+        path.write_text(json.dumps(suite, indent=1), encoding="utf-8")
+        log(f"results in {path}")
+    written = report.write(suite, args.out, args.plots_dir if plots else None)
+    log(f"wrote {args.out}" + (f" and {len(written)} plots in {args.plots_dir}" if written else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
