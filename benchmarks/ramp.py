@@ -183,6 +183,29 @@ def describe(number: int, result: Json, reasons: list[str]) -> str:
     )
 
 
+IDLE_CPU_CORES = 0.15  # the server counts as drained below this much CPU...
+IDLE_WINDOW_S = 0.5  # ...over a window this long
+IDLE_TIMEOUT_S = 60.0
+
+
+def wait_until_idle(pids: list[int]) -> float:
+    """Wait until the server has worked off what the last step left queued; seconds waited.
+
+    NOTE: an overloaded step leaves seconds of buffered events in the server; without
+    this the next step measures that backlog, not its own rate. Bounded by IDLE_TIMEOUT_S.
+    """
+    started = time.monotonic()
+    while pids and time.monotonic() - started < IDLE_TIMEOUT_S:
+        before = [procstat.read_proc(pid) for pid in pids]
+        time.sleep(IDLE_WINDOW_S)
+        after = [procstat.read_proc(pid) for pid in pids]
+        used = sum(b2.cpu_seconds - b1.cpu_seconds
+                   for b1, b2 in zip(before, after, strict=True) if b1 and b2)
+        if used / IDLE_WINDOW_S < IDLE_CPU_CORES:
+            break
+    return time.monotonic() - started
+
+
 def step(cfg: RampConfig, rate: float) -> Json:
     return dict(uvloop.run(load.run(replace(cfg.load, rate=rate))))
 
@@ -213,8 +236,10 @@ def run(cfg: RampConfig) -> Json:
         rate = search.next_rate(rate)
         if rate is not None:
             time.sleep(cfg.pause if not reasons else max(cfg.pause, PAUSE_AFTER_FAIL_S))
+            steps[-1]["idle_wait_s"] = round(wait_until_idle(list(cfg.load.server_pids)), 2)
     at_half: Json | None = None
     if cfg.half and search.best is not None:
+        wait_until_idle(list(cfg.load.server_pids))
         half = _round3(search.best / 2)
         progress(f"  half     {half:>9.0f}/s  running...", False)
         result = step(cfg, half)
