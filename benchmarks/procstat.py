@@ -304,3 +304,31 @@ def _command(pid: int, name: str) -> str:
     except OSError:
         return name
     return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()[:120] or name
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid`, as `pgrep -P` lists them (from /proc, no subprocess)."""
+    kids: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for task in tasks:
+        try:
+            text = Path(f"/proc/{pid}/task/{task}/children").read_text(encoding="ascii")
+        except OSError:
+            continue
+        kids.extend(int(kid) for kid in text.split())
+    return kids
+
+
+def process_tree(roots: tuple[int, ...]) -> list[int]:
+    """`roots` that still exist and all their descendants now, each once."""
+    found: list[int] = []
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid not in found and Path(f"/proc/{pid}").exists():
+            found.append(pid)
+            stack.extend(children(pid))
+    return found

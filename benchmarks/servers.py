@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks import procstat
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PEERS_DIR = REPO_ROOT / "benchmarks" / "peers"
 START_TIMEOUT = 60.0
@@ -93,14 +95,7 @@ class Server:
 
     def pids(self) -> tuple[int, ...]:
         """The server's processes now: the roots and all their descendants."""
-        found: list[int] = []
-        stack = list(self.root_pids)
-        while stack:
-            pid = stack.pop()
-            if pid not in found and Path(f"/proc/{pid}").exists():
-                found.append(pid)
-                stack.extend(_children(pid))
-        return tuple(found)
+        return tuple(procstat.process_tree(self.root_pids))
 
     def stop(self) -> None:
         if self.kind == "peer":
@@ -114,22 +109,6 @@ class Server:
                 self.proc.wait()
         if self.data_dir is not None and self.kind == "otszmq":
             shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-def _children(pid: int) -> list[int]:
-    """Direct children of `pid`, as `pgrep -P` lists them (from /proc, no subprocess)."""
-    kids: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return kids
-    for task in tasks:
-        try:
-            text = Path(f"/proc/{pid}/task/{task}/children").read_text(encoding="ascii")
-        except OSError:
-            continue
-        kids.extend(int(kid) for kid in text.split())
-    return kids
 
 
 def _spawn(argv: Sequence[str], pattern: str, what: str, timeout: float) -> tuple[

@@ -39,7 +39,6 @@ import contextlib
 import dataclasses
 import io
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -52,32 +51,6 @@ from benchmarks import cotgen, load, procstat, results
 
 Json = dict[str, Any]
 PROBES: list[TreeProbe] = []
-
-
-def children(pid: int) -> list[int]:
-    kids: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return kids
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as handle:
-                kids.extend(int(kid) for kid in handle.read().split())
-        except OSError:
-            continue
-    return kids
-
-
-def tree(roots: tuple[int, ...]) -> list[int]:
-    seen: list[int] = []
-    stack = list(roots)
-    while stack:
-        pid = stack.pop()
-        if pid not in seen and os.path.exists(f"/proc/{pid}"):
-            seen.append(pid)
-            stack.extend(children(pid))
-    return seen
 
 
 def pss_kb(pid: int) -> int | None:
@@ -107,7 +80,7 @@ class TreeProbe(procstat.WindowProbe):
     def _sample_trees(self) -> None:
         for name, roots in self.trees.items():
             watches = self.tree_watches[name]
-            for pid in tree(roots):
+            for pid in procstat.process_tree(roots):
                 watches.setdefault(pid, procstat.ProcWatch(pid))
             for watch in watches.values():
                 if not watch.gone:
