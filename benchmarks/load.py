@@ -485,12 +485,10 @@ def assemble(
     tally = results.Tally()
     routed = plan is not None and plan.pattern != (Kind.SA,)
     for receiver, client in enumerate(clients):
-        if plan is not None and routed:
-            results.tally_receiver_routed(
-                receiver, client.chunks, paced.measured, paced.window, tally, plan
-            )
-        else:
-            results.tally_receiver(receiver, client.chunks, paced.measured, paced.window, tally)
+        results.tally_receiver(
+            receiver, client.chunks, paced.measured, paced.window, tally,
+            plan if routed else None,
+        )
     owed = plan.expected_pairs(paced.measured) if plan is not None and routed else None
     delivery = results.delivery_result(tally, paced.measured, paced.window, owed)
     delivery["drain"] = drain

@@ -73,18 +73,23 @@ def tally_receiver(
     measured: list[tuple[int, int]],
     window: Window,
     tally: Tally,
+    plan: Plan | None = None,
 ) -> None:
     """Adds one receiver's deliveries to `tally`.
 
     `measured[s]` is sender s's half-open range of sequence numbers sent inside the window; other
     events (warm-up) only count towards the receive rate; echoes (own events) are counted apart.
     A delivery is a duplicate when that (sender, seq) already arrived, and out of order when a
-    higher seq from that sender came first.
+    higher seq from that sender came first. With a `plan` (direct messages or several kinds of
+    event), a direct event counts as delivered only at its addressee - anywhere else it is a
+    misdelivery (counted, not delivered) - and latencies are also kept per kind.
     """
     seen = [bytearray(hi - lo) for lo, hi in measured]
     highest = [-1] * len(measured)
     pairs = [PairTally() for _ in measured]
     latencies = tally.latencies_us
+    by_kind = tally.kind_latencies_us
+    pattern = plan.pattern if plan is not None else ()
     for recv_ns, blob in chunks:
         senders, seqs, sent_us = decode(blob)
         if window.start_ns <= recv_ns < window.end_ns:
@@ -97,6 +102,12 @@ def tally_receiver(
             lo, hi = measured[src]
             if not lo <= seq < hi:
                 continue
+            kind = None
+            if plan is not None:
+                kind = pattern[seq % len(pattern)]
+                if kind in DIRECT_KINDS and plan.addressee(src, seq) != receiver:
+                    tally.misdelivered += 1
+                    continue
             pair = pairs[src]
             if seen[src][seq - lo]:
                 pair.duplicates += 1
@@ -108,58 +119,8 @@ def tally_receiver(
             else:
                 highest[src] = seq
             latencies.append(recv_us - t_us)
-    for src, pair in enumerate(pairs):
-        if src != receiver:
-            tally.pairs[(src, receiver)] = pair
-
-
-def tally_receiver_routed(
-    receiver: int,
-    chunks: list[Chunk],
-    measured: list[tuple[int, int]],
-    window: Window,
-    tally: Tally,
-    plan: Plan,
-) -> None:
-    """`tally_receiver` for a plan with direct messages or several kinds of event.
-
-    A direct event counts as delivered only at its addressee; anywhere else it is a misdelivery
-    (counted, not delivered). Latencies are also kept per kind.
-    """
-    seen = [bytearray(hi - lo) for lo, hi in measured]
-    highest = [-1] * len(measured)
-    pairs = [PairTally() for _ in measured]
-    latencies = tally.latencies_us
-    by_kind = tally.kind_latencies_us
-    pattern, cycle = plan.pattern, len(plan.pattern)
-    for recv_ns, blob in chunks:
-        senders, seqs, sent_us = decode(blob)
-        if window.start_ns <= recv_ns < window.end_ns:
-            tally.in_window += len(senders)
-        recv_us = (recv_ns - window.epoch_ns) // NS_PER_US
-        for src, seq, t_us in zip(senders, seqs, sent_us, strict=True):
-            if src == receiver:
-                tally.echoes += 1
-                continue
-            lo, hi = measured[src]
-            if not lo <= seq < hi:
-                continue
-            kind = pattern[seq % cycle]
-            if kind in DIRECT_KINDS and plan.addressee(src, seq) != receiver:
-                tally.misdelivered += 1
-                continue
-            pair = pairs[src]
-            if seen[src][seq - lo]:
-                pair.duplicates += 1
-                continue
-            seen[src][seq - lo] = 1
-            pair.delivered += 1
-            if seq < highest[src]:
-                pair.out_of_order += 1
-            else:
-                highest[src] = seq
-            latencies.append(recv_us - t_us)
-            by_kind.setdefault(kind, []).append(recv_us - t_us)
+            if kind is not None:
+                by_kind.setdefault(kind, []).append(recv_us - t_us)
     for src, pair in enumerate(pairs):
         if src != receiver:
             tally.pairs[(src, receiver)] = pair
