@@ -55,33 +55,33 @@ class Registry:
 
     def add(self, conn: Connection) -> None:
         self.by_id[conn.id] = conn
-        for group in conn.groups_out:
-            self._readers.setdefault(group, {})[conn.id] = conn
+        self._index_reader(conn)
 
     def remove(self, conn: Connection) -> None:
         if self.by_id.pop(conn.id, None) is None:
             return
-        for group in conn.groups_out:
-            readers = self._readers.get(group)
-            if readers is not None:
-                readers.pop(conn.id, None)
-                if not readers:
-                    del self._readers[group]
+        self._unindex_reader(conn)
         self._unindex(conn)
 
     def regroup(
         self, conn: Connection, groups_in: tuple[str, ...], groups_out: frozenset[str]
     ) -> None:
         """Change a registered connection's channels (after a stream login)."""
+        self._unindex_reader(conn)
+        conn.groups_in, conn.groups_out = groups_in, groups_out
+        self._index_reader(conn)
+
+    def _index_reader(self, conn: Connection) -> None:
+        for group in conn.groups_out:
+            self._readers.setdefault(group, {})[conn.id] = conn
+
+    def _unindex_reader(self, conn: Connection) -> None:
         for group in conn.groups_out:
             readers = self._readers.get(group)
             if readers is not None:
                 readers.pop(conn.id, None)
                 if not readers:
                     del self._readers[group]
-        conn.groups_in, conn.groups_out = groups_in, groups_out
-        for group in groups_out:
-            self._readers.setdefault(group, {})[conn.id] = conn
 
     def announce(self, conn: Connection, uid: str, callsign: str) -> bool:
         """Record the uid/callsign a connection speaks as; True if anything changed."""

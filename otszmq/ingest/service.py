@@ -203,25 +203,46 @@ class IngestService:
         self._admit(conn)
 
     async def _admit_user(self, conn: Connection) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            if self._channels_of is None:
-                raise RuntimeError("this ingest has no user database")
-            channels = await loop.run_in_executor(None, self._channels_of, conn.user)
-        except Exception:
-            self.counters.inc("user_lookup_errors")
-            log.exception("cannot look up the channels of user %r (%s)", conn.user, conn.peer)
-            channels = None
-        if conn.closing:
-            return
+        channels = await self._look_up(
+            conn, self._channels_of, (conn.user,), "unknown_users",
+            f"refusing client {conn.peer}: no active user {conn.user!r}",
+        )
         if channels is None:
-            self.counters.inc("unknown_users")
-            log.warning("refusing client %s: no active user %r", conn.peer, conn.user)
-            self._close(conn, abort=True)
             return
         conn.groups_in, conn.groups_out = channels.groups_in, channels.groups_out
-        held, conn.held = conn.held or [], None
         self._admit(conn)
+        self._release_held(conn)
+
+    async def _look_up(
+        self,
+        conn: Connection,
+        lookup: Callable[..., Channels | None] | None,
+        args: tuple[str, ...],
+        refused_counter: str,
+        refusal: str,
+    ) -> Channels | None:
+        """Run a blocking user lookup in an executor thread; None if the connection is gone
+        or refused (then it is closed, counted and logged)."""
+        loop = asyncio.get_running_loop()
+        try:
+            if lookup is None:
+                raise RuntimeError("this ingest has no user database")
+            channels = await loop.run_in_executor(None, lookup, *args)
+        except Exception:
+            self.counters.inc("user_lookup_errors")
+            log.exception("cannot look up user %r for client %s", args[0], conn.peer)
+            channels = None
+        if conn.closing:
+            return None
+        if channels is None:
+            self.counters.inc(refused_counter)
+            log.warning("%s", refusal)
+            self._close(conn, abort=True)
+        return channels
+
+    def _release_held(self, conn: Connection) -> None:
+        """Route what the client sent while it was being looked up, in order."""
+        held, conn.held = conn.held or [], None
         if held:
             self.events_from(conn, held)
 
@@ -275,20 +296,11 @@ class IngestService:
         asyncio.get_running_loop().create_task(self._log_in(conn, username, password))
 
     async def _log_in(self, conn: Connection, username: str, password: str) -> None:
-        loop = asyncio.get_running_loop()
-        assert self._authenticate is not None
-        try:
-            channels = await loop.run_in_executor(None, self._authenticate, username, password)
-        except Exception:
-            self.counters.inc("user_lookup_errors")
-            log.exception("cannot check the login of %r (%s)", username, conn.peer)
-            channels = None
-        if conn.closing:
-            return
+        channels = await self._look_up(
+            conn, self._authenticate, (username, password), "login_failures",
+            f"closing client {conn.peer}: login as {username!r} failed",
+        )
         if channels is None:
-            self.counters.inc("login_failures")
-            log.warning("closing client %s: login as %r failed", conn.peer, username)
-            self._close(conn, abort=True)
             return
         conn.user = username
         before = conn.groups_out
@@ -300,9 +312,7 @@ class IngestService:
             self._send_to(conn, b"".join(state))
         log.info("client %s logged in as %r (in %s)", conn.peer, username,
                  ",".join(channels.groups_in))
-        held, conn.held = conn.held or [], None
-        if held:
-            self.events_from(conn, held)
+        self._release_held(conn)
 
     def reject(self, conn: Connection, reason: str) -> None:
         self.counters.values["framing_errors"] += 1
