@@ -79,15 +79,11 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
             ensure_ca(settings.pki_dir)
         return Supervisor(settings, build_children(settings)).run()
     if command == "user":
-        from otszmq.store.database import open_database
-        from otszmq.store.migrations import migrate
-        from otszmq.store.models import MODELS
+        from otszmq.store.migrations import open_migrated
         from otszmq.users import add_user
 
-        database = open_database(settings.store_database_url)
-        database.bind(MODELS)
+        database, _ = open_migrated(settings.store_database_url)
         try:
-            migrate(database)
             add_user(
                 database, args.username, password=args.password, admin=args.admin,
                 groups_in=args.groups_in.split(","), groups_out=args.groups_out.split(","),

@@ -11,6 +11,7 @@ stop the tiers in reverse order, each within a bounded time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import selectors
@@ -67,12 +68,12 @@ class Child:
 
 def build_children(settings: Settings) -> list[Child]:
     """The processes of one node, with fully resolved endpoints."""
-    resolved = Settings(**{
-        **{f: getattr(settings, f) for f in settings.__dataclass_fields__},
-        "data_dir": settings.data_dir.resolve(),
-        "fanout_in": settings.fanout_in_endpoint,
-        "fanout_out": settings.fanout_out_endpoint,
-    })
+    resolved = dataclasses.replace(
+        settings,
+        data_dir=settings.data_dir.resolve(),
+        fanout_in=settings.fanout_in_endpoint,
+        fanout_out=settings.fanout_out_endpoint,
+    )
     base = [sys.executable, "-m", "otszmq"]
     common = child_flags(resolved, _COMMON)
     children = [Child("fanout", 0, [*base, "fanout", *common, "--name", "fanout"])]

@@ -23,9 +23,8 @@ from otszmq.api.app import ApiConfig, ApiDeps, create_app
 from otszmq.config import Settings
 from otszmq.runtime import setup_logging
 from otszmq.stats import collect
-from otszmq.store.database import open_database, redact
-from otszmq.store.migrations import migrate
-from otszmq.store.models import MODELS
+from otszmq.store.database import redact
+from otszmq.store.migrations import open_migrated
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +35,8 @@ REQUEST_TIMEOUT = 120  # seconds of worker silence before the arbiter restarts i
 def app_from_settings(settings: Settings) -> falcon.App[falcon.Request, falcon.Response]:
     """Open and migrate the database, then build the app (no connection is left open)."""
     url = settings.store_database_url
-    database = open_database(url)
-    database.bind(MODELS)
-    try:
-        version = migrate(database)
-    finally:
-        database.close()  # each worker (thread) opens its own, per request
+    # Each worker (thread) opens its own connection, per request.
+    database, version = open_migrated(url)
     log.info("api: database %s at schema version %d", redact(url), version)
     config = ApiConfig(
         data_dir=settings.data_dir,

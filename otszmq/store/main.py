@@ -17,9 +17,8 @@ from otszmq.runtime import (
     stop_on_signals,
     wakeup_pipe,
 )
-from otszmq.store.database import open_database, redact
-from otszmq.store.migrations import migrate
-from otszmq.store.models import MODELS
+from otszmq.store.database import redact
+from otszmq.store.migrations import open_migrated
 from otszmq.store.service import StoreConfig, StoreService
 from otszmq.store.writer import RecordWriter, Retention
 from otszmq.wire import TOPIC_RECORD
@@ -58,14 +57,10 @@ def run(settings: Settings) -> int:
         os.nice(settings.store_nice)
     config = config_from(settings, name)
     url = settings.store_database_url
-    database = open_database(url)
-    database.bind(MODELS)
     # Migrate before subscribing: a database that cannot be opened or migrated stops the stage
-    # here with a StoreError naming it (the CLI prints it and exits 2).
-    try:
-        version = migrate(database)
-    finally:
-        database.close()  # the writer thread opens its own connection
+    # here with a StoreError naming it (the CLI prints it and exits 2). The writer thread
+    # opens its own connection.
+    database, version = open_migrated(url)
     log.info("database %s at schema version %d", redact(url), version)
 
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()

@@ -22,7 +22,7 @@ from typing import Final
 from peewee import Database, PeeweeException, PostgresqlDatabase
 
 from otszmq.errors import StoreError
-from otszmq.store.database import write_transaction
+from otszmq.store.database import open_database, write_transaction
 from otszmq.store.models import MODELS, SchemaVersion
 
 log = logging.getLogger(__name__)
@@ -91,3 +91,18 @@ def migrate(database: Database, migrations: tuple[tuple[int, str, Migration], ..
     except PeeweeException as exc:
         raise StoreError(f"schema migration failed: {exc}") from exc
     return version
+
+
+def open_migrated(url: str) -> tuple[Database, int]:
+    """Open ``url``, bind the models to it and bring its schema up to date.
+
+    Returns the database with no connection left open (peewee opens one per thread on
+    first use) and its schema version. Raises :class:`StoreError` naming the database.
+    """
+    database = open_database(url)
+    database.bind(MODELS)
+    try:
+        version = migrate(database)
+    finally:
+        database.close()
+    return database, version
