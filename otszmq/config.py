@@ -25,12 +25,16 @@ ENV_PREFIX = "OTSZMQ_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # Which commands take a setting. `serve` starts every stage, so it takes them all.
-_NODE = frozenset({"serve", "ingest", "worker", "fanout", "stats", "store", "api", "user"})
+_NODE = frozenset(
+    {"serve", "ingest", "worker", "fanout", "stats", "store", "api", "user", "bridge"}
+)
 _INGEST = frozenset({"serve", "ingest"})
 _WORKER = frozenset({"serve", "worker"})
 _FANOUT = frozenset({"serve", "fanout"})
 _STORE = frozenset({"serve", "store"})
 _API = frozenset({"serve", "api"})
+# Who injects server-made events (otszmq.inject), and ingest, which takes them.
+_INJECT = frozenset({"serve", "ingest", "api", "bridge"})
 
 
 def _opt(default: Any, help_text: str, commands: frozenset[str], *, hidden: bool = False) -> Any:
@@ -74,6 +78,10 @@ class Settings:
     )
     work_endpoints: tuple[str, ...] = _opt(
         (), "worker: comma-separated ingest endpoints it connects to", _WORKER
+    )
+    inject_endpoint: str = _opt(
+        "", "endpoint the first ingest binds for server-made events from the API and bridge "
+        "(default ipc in data dir)", _INJECT,
     )
     fanout_in: str = _opt("", "fan-out proxy input endpoint (publishers connect)", _NODE)
     fanout_out: str = _opt("", "fan-out proxy output endpoint (subscribers connect)", _NODE)
@@ -135,6 +143,11 @@ class Settings:
     def work_endpoint_for(self, index: int) -> str:
         """The endpoint ingest process number ``index`` of this node binds."""
         return self.work_endpoint or self.ipc(f"work-{index}.ipc")
+
+    @property
+    def inject_endpoint_url(self) -> str:
+        """Where server-made events enter the pipeline: bound by ingest process 0."""
+        return self.inject_endpoint or self.ipc("inject.ipc")
 
     @property
     def worker_connects(self) -> tuple[str, ...]:
@@ -218,7 +231,7 @@ def _validate(settings: Settings) -> None:
     need(0 <= settings.api_port <= 65535, "api_port", "must be a port number 0-65535")
     need(settings.api_workers >= 1, "api_workers", "must be >= 1")
     need(settings.upload_max_bytes >= 1, "upload_max_bytes", "must be >= 1")
-    for endpoint_name in ("work_endpoint", "fanout_in", "fanout_out"):
+    for endpoint_name in ("work_endpoint", "inject_endpoint", "fanout_in", "fanout_out"):
         value = getattr(settings, endpoint_name)
         need(
             not value or value.startswith(("tcp://", "ipc://", "inproc://")),

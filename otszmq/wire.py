@@ -13,6 +13,8 @@ Hops and their frames::
     worker PUB    -> fanout XSUB     [TOPIC_RECORD, record, record, ...] (see below)
     any   PUB     -> fanout XSUB     [TOPIC_STATS, msgpack map]         (see otszmq.metrics)
     fanout XPUB   -> ingest/store/stats SUB: the same frames, filtered by topic
+    api/bridge PUSH -> ingest 0 PULL   [INJECT_EVENTS, InjectHeader, event, ...]
+    api/bridge PUSH -> ingest 0 PULL   [INJECT_REGROUP, Regroup]
 
 PERF: both event hops carry *batches*: the events of one source read in one go,
 and the events a worker routed in one drain round. A ZeroMQ message costs a pipe
@@ -26,6 +28,13 @@ every message, so it cannot keep all events of one source on one worker, which
 per-source FIFO needs. A ROUTER addresses each event to the worker that owns its
 source; data still flows one way, like PUSH, and the DEALER side only sends
 heartbeats.
+
+INJECT: server-made events (API markers, events the bridge brings in from RabbitMQ) enter the
+pipeline through the first ingest process, which treats each injecting source as one more
+connection: sticky to a worker (its order kept), parsed, routed and stored like a client's.
+``origin`` names the server an event came from ("" for this one) and travels to the routed
+header, so the bridge never sends a federated event back out (no loops). The same socket carries
+``Regroup``: a user's active channels changed (the API's ``PUT /Marti/api/groups/active``).
 
 STORE: ``[TOPIC_RECORD, record, record, ...]`` carries what the store stage
 writes, one frame per stored event, in the order the worker routed them. Each
@@ -44,11 +53,14 @@ import msgpack
 
 from otszmq.errors import WireError
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 
 TOPIC_EVENT = b"E"
 TOPIC_STATS = b"S"
 TOPIC_RECORD = b"R"  # STORE: records for the store stage (see otszmq.store.records)
+
+INJECT_EVENTS = b"I"
+INJECT_REGROUP = b"G"
 
 HELLO = b"HELLO"
 HEARTBEAT_INTERVAL = 1.0
@@ -104,6 +116,7 @@ class SourceHeader(NamedTuple):
     peer: str  # "ip:port", for logs
     sender_uid: str  # the connection's announced uid, "" until it announces
     groups_in: tuple[str, ...]  # the sender's (active) IN groups
+    origin: str = ""  # the server the events came from; "" for this one (see INJECT above)
 
 
 class RoutedHeader(NamedTuple):
@@ -124,6 +137,24 @@ class RoutedHeader(NamedTuple):
     callsign: str  # <contact callsign>, "" if absent
     stale: float  # the event's stale time, seconds since the epoch
     evict_uid: str  # t-x-d-d: the uid whose map state must be forgotten, "" if none
+    origin: str  # SourceHeader.origin: "" if made on this node
+
+
+class InjectHeader(NamedTuple):
+    """Who injects a batch of server-made events, and as whom they are routed."""
+
+    source: str  # the injecting component ("api", "bridge", ...), for logs
+    origin: str  # "" for this node, else the server the events came from
+    sender_uid: str  # the uid the events are sent on behalf of, "" if none
+    groups_in: tuple[str, ...]  # the channels the events are written to
+
+
+class Regroup(NamedTuple):
+    """A user's active channels changed: regroup that user's live connections."""
+
+    user: str
+    groups_in: tuple[str, ...]
+    groups_out: tuple[str, ...]
 
 
 def _unpack(data: bytes, what: str, fields: int) -> list[Any]:
@@ -147,7 +178,7 @@ def unpack_source(data: bytes) -> SourceHeader:
     try:
         header = SourceHeader(
             int(items[1]), str(items[2]), int(items[3]), str(items[4]), str(items[5]),
-            tuple(str(g) for g in items[6]),
+            tuple(str(g) for g in items[6]), str(items[7]),
         )
     except (TypeError, ValueError) as exc:
         raise WireError(f"source header: bad field: {exc}") from exc
@@ -164,6 +195,36 @@ def unpack_routed(data: bytes) -> RoutedHeader:
     # and the only producer is our own worker. Shape errors surface as WireError above;
     # lists are turned into tuples lazily by whoever needs hashing.
     return RoutedHeader._make(items[1:])
+
+
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise WireError(f"{what}: expected a list of strings")
+    return tuple(value)
+
+
+def pack_inject(header: InjectHeader) -> bytes:
+    return msgpack.packb((WIRE_VERSION, *header))
+
+
+def unpack_inject(data: bytes) -> InjectHeader:
+    """Checked field by field: injectors are other programs, not our own worker."""
+    items = _unpack(data, "inject header", len(InjectHeader._fields))
+    if not all(isinstance(v, str) for v in items[1:4]):
+        raise WireError("inject header: source, origin and sender_uid must be strings")
+    return InjectHeader(items[1], items[2], items[3], _strings(items[4], "inject header groups"))
+
+
+def pack_regroup(regroup: Regroup) -> bytes:
+    return msgpack.packb((WIRE_VERSION, *regroup))
+
+
+def unpack_regroup(data: bytes) -> Regroup:
+    items = _unpack(data, "regroup", len(Regroup._fields))
+    if not isinstance(items[1], str) or not items[1]:
+        raise WireError("regroup: user must be a non-empty string")
+    return Regroup(items[1], _strings(items[2], "regroup groups_in"),
+                   _strings(items[3], "regroup groups_out"))
 
 
 def pack_stats(snapshot: dict[str, Any]) -> bytes:

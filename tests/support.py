@@ -130,6 +130,20 @@ def running_node(data_dir: Path, **kwargs: Any) -> Iterator[Node]:
         assert code == 0, f"otszmq serve exited with {code}; log:\n{node.log()}"
 
 
+def add_user(node: Node, name: str, *groups: str, password: str | None = None) -> None:
+    """`otszmq user add` (a certificate's CN must be an active user to stream)."""
+    flags = ["--in", ",".join(groups), "--out", ",".join(groups)] if groups else []
+    flags += ["--password", password] if password else []
+    subprocess.run(otszmq_command("user", "add", name, "--data-dir", str(node.data_dir), *flags),
+                   check=True, capture_output=True, timeout=60)
+
+
+def stream_login(client: CotClient, username: str, password: str) -> None:
+    """`<auth><cot username= password= uid=/></auth>` on the stream."""
+    client.send(f'<auth><cot username="{username}" password="{password}" uid="{username}-uid"/>'
+                "</auth>".encode())
+
+
 def sa_event(uid: str, callsign: str, *, lat: float = 1.0, remarks: str = "",
              stale_seconds: int = 300, endpoint: str = "*:-1:stcp") -> bytes:
     now = time.time()

@@ -28,6 +28,7 @@ from otszmq.api.sync import (
     MissionUpload,
     Search,
 )
+from otszmq.inject import Injector
 from otszmq.store.models import MODELS
 
 # Counters of every pipeline process, as otszmq.stats.collect returns them.
@@ -54,6 +55,9 @@ class ApiDeps:
 
     database: Database
     counters: CounterSource | None = None
+    # Server-made CoT (markers, deletes) and channel changes into the pipeline; None when the
+    # app runs without a node (unit tests): routes that need it answer 503.
+    injector: Injector | None = None
     started: float = field(default_factory=time.monotonic)
 
 

@@ -21,6 +21,7 @@ from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 from otszmq import __version__
 from otszmq.api.app import ApiConfig, ApiDeps, create_app
 from otszmq.config import Settings
+from otszmq.inject import Injector
 from otszmq.runtime import setup_logging
 from otszmq.stats import collect
 from otszmq.store.database import redact
@@ -58,7 +59,8 @@ def app_from_settings(settings: Settings) -> falcon.App[falcon.Request, falcon.R
         finally:
             context.term()
 
-    return create_app(config, ApiDeps(database=database, counters=counters))
+    injector = Injector.for_settings(settings, "api")
+    return create_app(config, ApiDeps(database=database, counters=counters, injector=injector))
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped

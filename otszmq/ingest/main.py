@@ -45,7 +45,11 @@ def run(settings: Settings, index: int = 0) -> int:
     router = make_socket(context, zmq.ROUTER, linger_ms=1000, hwm=hwm)
     sub = make_socket(context, zmq.SUB, linger_ms=0, hwm=hwm)
     stats_pub = make_socket(context, zmq.PUB, linger_ms=0, hwm=100)
+    # Server-made events come in through the first ingest only: one place keeps their order.
+    inject = make_socket(context, zmq.PULL, linger_ms=0, hwm=hwm) if index == 0 else None
     try:
+        if inject is not None:
+            inject.bind(settings.inject_endpoint_url)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         router.bind(settings.work_endpoint_for(index))
         sub.setsockopt(zmq.SUBSCRIBE, TOPIC_EVENT)
@@ -54,12 +58,13 @@ def run(settings: Settings, index: int = 0) -> int:
         channels_of = _user_channels(settings)
         service = IngestService(
             config, router, sub, stats_pub, channels_of,
-            authenticate if channels_of is not None else None,
+            authenticate if channels_of is not None else None, inject,
         )
         uvloop.run(_serve(service, settings.ready_fd))
     finally:
-        for sock in (router, sub, stats_pub):
-            sock.close()
+        for sock in (router, sub, stats_pub, inject):
+            if sock is not None:
+                sock.close()
         context.term()
     return 0
 

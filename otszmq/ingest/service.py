@@ -32,13 +32,17 @@ from otszmq.ingest.replay import ReplayCache, ReplayItem
 from otszmq.ingest.tls import TlsContexts
 from otszmq.ingest.workerpool import WorkerPool
 from otszmq.metrics import Counters, publish_stats
-from otszmq.users import Channels
+from otszmq.users import ANONYMOUS, Channels
 from otszmq.wire import (
+    INJECT_EVENTS,
+    INJECT_REGROUP,
     RouteFlag,
     RouteMode,
     SourceHeader,
     SourceKind,
     pack_source,
+    unpack_inject,
+    unpack_regroup,
     unpack_routed,
 )
 
@@ -55,6 +59,9 @@ DRAIN_BATCH = 2000
 
 PROBE_INTERVAL = 0.25
 PROBE_CONN = -1  # the pseudo source of start-up probes
+INJECT_CONN = 0  # the pseudo source of server-made events (client connections count from 1)
+INJECT_BATCH = 1000
+"""Inject messages handled per loop iteration before client sockets get a turn."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +92,11 @@ class IngestService:
         stats_pub: zmq.Socket[bytes],
         channels_of: Callable[[str], Channels | None] | None = None,
         authenticate: Callable[[str, str], Channels | None] | None = None,
+        inject: zmq.Socket[bytes] | None = None,
     ) -> None:
         self.config = config
+        # PULL of server-made events and channel changes (otszmq.inject); the first ingest only.
+        self._inject = inject
         self._authenticate = authenticate
         # Blocking (a database query): always called in an executor thread.
         self._channels_of = channels_of
@@ -114,6 +124,7 @@ class IngestService:
             "connections_opened", "connections_closed", "events_in", "pings", "auth_frames",
             "framing_errors", "routed_in", "deliveries", "sa_coalesced", "slow_disconnects",
             "idle_disconnects", "fanout_lost", "wire_errors", "delivery_errors",
+            "injected_events", "inject_errors", "regroups",
         )
         c.gauge("connections", lambda: len(self.registry))
         c.gauge("announced", lambda: self.registry.announced)
@@ -128,6 +139,8 @@ class IngestService:
         loop = asyncio.get_running_loop()
         loop.add_reader(self._sub.fileno(), self._drain_routed)
         loop.add_reader(self._router.fileno(), self.pool.receive)
+        if self._inject is not None:
+            loop.add_reader(self._inject.fileno(), self._drain_inject)
         sweeper = asyncio.create_task(self._sweep_forever())
         try:
             config = self.config
@@ -157,6 +170,8 @@ class IngestService:
             await self._shutdown()
             loop.remove_reader(self._sub.fileno())
             loop.remove_reader(self._router.fileno())
+            if self._inject is not None:
+                loop.remove_reader(self._inject.fileno())
 
     async def _prove_pipeline(self, stop: asyncio.Event) -> None:
         """Send probes through worker and fan-out until one comes back to us.
@@ -303,16 +318,21 @@ class IngestService:
         if channels is None:
             return
         conn.user = username
-        before = conn.groups_out
-        self.registry.regroup(conn, channels.groups_in, channels.groups_out)
-        conn.source_header = self._source_header(conn)
-        # Like a new client, it gets the current map state of the channels it now reads.
-        state = self.replay.visible(channels.groups_out - before, time.time())
-        if state:
-            self._send_to(conn, b"".join(state))
+        self._set_channels(conn, channels.groups_in, channels.groups_out)
         log.info("client %s logged in as %r (in %s)", conn.peer, username,
                  ",".join(channels.groups_in))
         self._release_held(conn)
+
+    def _set_channels(
+        self, conn: Connection, groups_in: tuple[str, ...], groups_out: frozenset[str]
+    ) -> None:
+        before = conn.groups_out
+        self.registry.regroup(conn, groups_in, groups_out)
+        conn.source_header = self._source_header(conn)
+        # Like a new client, it gets the current map state of the channels it now reads.
+        state = self.replay.visible(groups_out - before, time.time())
+        if state:
+            self._send_to(conn, b"".join(state))
 
     def reject(self, conn: Connection, reason: str) -> None:
         self.counters.values["framing_errors"] += 1
@@ -330,6 +350,51 @@ class IngestService:
             self.pool.dispatch(conn.id, conn.source_header, [goodbye])
         self.pool.release(conn.id)
         log.debug("client %s (uid %r) disconnected: %s", conn.peer, conn.uid, exc or "closed")
+
+    # -- server-made events and channel changes (otszmq.inject) ------------------------
+
+    def _drain_inject(self) -> None:
+        inject = self._inject
+        assert inject is not None
+        for _ in range(INJECT_BATCH):
+            try:
+                frames = inject.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                self._injected(frames)
+            except WireError as exc:
+                self.counters.inc("inject_errors")
+                log.warning("dropping a malformed inject message: %s", exc)
+        # Edge-triggered fd (see _drain_routed): come back for the rest.
+        asyncio.get_running_loop().call_soon(self._drain_inject)
+
+    def _injected(self, frames: list[bytes]) -> None:
+        kind = frames[0] if frames else b""
+        if kind == INJECT_EVENTS and len(frames) >= 2:
+            header = unpack_inject(frames[1])
+            events = frames[2:]
+            if any(len(event) > self.config.max_event_size for event in events):
+                raise WireError(f"an event from {header.source!r} is over max_event_size")
+            source = pack_source(SourceHeader(
+                SourceKind.EVENT, self.config.ingest_id, INJECT_CONN, f"inject:{header.source}",
+                header.sender_uid, header.groups_in or ANONYMOUS.groups_in, header.origin,
+            ))
+            self.counters.values["injected_events"] += len(events)
+            if events:
+                self.pool.dispatch(INJECT_CONN, source, events)
+        elif kind == INJECT_REGROUP and len(frames) == 2:
+            regroup = unpack_regroup(frames[1])
+            self.counters.values["regroups"] += 1
+            groups_in = regroup.groups_in or ANONYMOUS.groups_in
+            groups_out = frozenset(regroup.groups_out) or ANONYMOUS.groups_out
+            for conn in list(self.registry.by_id.values()):
+                if conn.user == regroup.user and not conn.closing:
+                    self._set_channels(conn, groups_in, groups_out)
+                    log.info("client %s (user %r) now in %s, out %s", conn.peer, conn.user,
+                             ",".join(groups_in), ",".join(sorted(groups_out)))
+        else:
+            raise WireError(f"unknown inject message {kind[:8]!r} with {len(frames)} frames")
 
     # -- routed events from the fan-out --------------------------------------------------
 
@@ -461,6 +526,8 @@ class IngestService:
             self.replay.prune(time.time())
             # The fd may have missed an edge while we were busy: drain anyway.
             self._drain_routed()
+            if self._inject is not None:
+                self._drain_inject()
             if now >= next_stats:
                 next_stats = now + self.config.stats_interval
                 publish_stats(self._stats_pub, self.config.name, "ingest", self.counters)

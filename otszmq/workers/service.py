@@ -182,7 +182,7 @@ class WorkerService:
                 self.config.worker_id, next(self._seq), source.ingest, source.conn,
                 decision.mode, decision.flags, source.groups_in, decision.dest_uids,
                 decision.dest_callsigns, decision.missions, event.uid, event.type,
-                event.callsign or "", event.stale_epoch, decision.evict_uid,
+                event.callsign or "", event.stale_epoch, decision.evict_uid, source.origin,
             )
             out += (pack_routed(header), payload)
             counters["events_routed"] += 1
@@ -196,5 +196,5 @@ class WorkerService:
     def _header(self, source: SourceHeader, mode: int) -> bytes:
         return pack_routed(RoutedHeader(
             self.config.worker_id, next(self._seq), source.ingest, source.conn, mode,
-            RouteFlag.NONE, source.groups_in, (), (), (), "", "", "", 0.0, "",
+            RouteFlag.NONE, source.groups_in, (), (), (), "", "", "", 0.0, "", source.origin,
         ))

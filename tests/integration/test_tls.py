@@ -18,7 +18,16 @@ from pathlib import Path
 import pytak
 import pytest
 
-from tests.support import CotClient, Node, marker_event, otszmq_command, running_node, sa_event
+from tests.support import (
+    CotClient,
+    Node,
+    add_user,
+    marker_event,
+    otszmq_command,
+    running_node,
+    sa_event,
+)
+from tests.support import stream_login as login
 
 pytestmark = pytest.mark.integration
 
@@ -49,14 +58,6 @@ def issue(node: Node, name: str, out: Path, data_dir: Path | None = None,
         check=True, capture_output=True, timeout=60,
     )
     return out
-
-
-def add_user(node: Node, name: str, *groups: str, password: str | None = None) -> None:
-    """`otszmq user add` (a certificate's CN must be an active user to stream)."""
-    flags = ["--in", ",".join(groups), "--out", ",".join(groups)] if groups else []
-    flags += ["--password", password] if password else []
-    subprocess.run(otszmq_command("user", "add", name, "--data-dir", str(node.data_dir), *flags),
-                   check=True, capture_output=True, timeout=60)
 
 
 def client_context(certs: Path, name: str, ca: Path | None = None) -> ssl.SSLContext:
@@ -209,11 +210,6 @@ def test_channels_separate_users_and_join_those_in_both(node: Node, tmp_path: Pa
         seen_by_blue += b"".join(blue.recv_until(f"again-{run}".encode()))
         assert f"from-blue1-{run}".encode() not in seen_by_red
         assert f"from-red1-{run}".encode() not in seen_by_blue
-
-
-def login(client: CotClient, username: str, password: str) -> None:
-    client.send(f'<auth><cot username="{username}" password="{password}" uid="{username}-uid"/>'
-                "</auth>".encode())
 
 
 def test_stream_login_on_plain_tcp_puts_the_client_in_its_channels(node: Node) -> None:
