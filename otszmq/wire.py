@@ -7,7 +7,8 @@ and faster than maps. The first element of every header is the format version.
 
 Hops and their frames::
 
-    ingest ROUTER -> worker DEALER   [SourceHeader, event, event, ...]  (ROUTER adds the worker id)
+    ingest ROUTER -> worker DEALER   [counts, SourceHeader, event, ..., SourceHeader, event, ...]
+                                     (ROUTER adds the worker id; counts: events per source)
     worker DEALER -> ingest ROUTER   [HELLO, worker name]               (every HEARTBEAT_INTERVAL)
     worker PUB    -> fanout XSUB     [TOPIC_EVENT, RoutedHeader, event, RoutedHeader, event, ...]
     worker PUB    -> fanout XSUB     [TOPIC_RECORD, record, record, ...] (see below)
@@ -16,8 +17,9 @@ Hops and their frames::
     api/bridge PUSH -> ingest 0 PULL   [INJECT_EVENTS, InjectHeader, event, ...]
     api/bridge PUSH -> ingest 0 PULL   [INJECT_REGROUP, Regroup]
 
-PERF: both event hops carry *batches*: the events of one source read in one go,
-and the events a worker routed in one drain round. A ZeroMQ message costs a pipe
+PERF: both event hops carry *batches*: the events every source assigned to one worker
+completed in one event-loop turn of ingest (``counts`` says how many follow each
+source header), and the events a worker routed in one drain round. A ZeroMQ message costs a pipe
 wake-up (a syscall and often a context switch) when its peer is idle; batching
 "whatever is ready now" pays that once per batch instead of once per event, and
 adds no latency because nothing waits for a batch to fill. A batch's events are
@@ -183,6 +185,26 @@ def unpack_source(data: bytes) -> SourceHeader:
     except (TypeError, ValueError) as exc:
         raise WireError(f"source header: bad field: {exc}") from exc
     return header
+
+
+def pack_counts(counts: list[int]) -> bytes:
+    return msgpack.packb(counts)
+
+
+def unpack_counts(data: bytes, frames_after: int) -> list[int]:
+    """The events-per-source frame of an ingest -> worker message, checked against the number
+    of frames that follow it (one header per source plus its events)."""
+    try:
+        counts = msgpack.unpackb(data)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise WireError(f"batch counts: not msgpack: {exc}") from exc
+    if not isinstance(counts, list) or not all(
+        isinstance(n, int) and n >= 0 for n in counts
+    ):
+        raise WireError("batch counts: expected a list of non-negative ints")
+    if len(counts) + sum(counts) != frames_after:
+        raise WireError(f"batch counts: {counts} do not match {frames_after} frames")
+    return counts
 
 
 def pack_routed(header: RoutedHeader) -> bytes:

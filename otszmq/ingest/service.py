@@ -106,7 +106,10 @@ class IngestService:
         self.counters = Counters()
         self.registry = Registry()
         self.replay = ReplayCache(config.replay_limit)
-        self.pool = WorkerPool(router, self.counters, config.pending_limit)
+        self.pool = WorkerPool(
+            router, self.counters, config.pending_limit,
+            lambda: asyncio.get_running_loop().call_soon(self.pool.flush),
+        )
         self._conn_ids = itertools.count(1)
         self._last_seq: dict[str, int] = {}
         self._dirty: list[Outbound] = []
@@ -168,6 +171,7 @@ class IngestService:
         finally:
             sweeper.cancel()
             await self._shutdown()
+            self.pool.flush()
             loop.remove_reader(self._sub.fileno())
             loop.remove_reader(self._router.fileno())
             if self._inject is not None:

@@ -31,6 +31,7 @@ from otszmq.wire import (
     SourceHeader,
     SourceKind,
     pack_routed,
+    unpack_counts,
     unpack_source,
 )
 from otszmq.workers.cot import CotParser
@@ -151,23 +152,37 @@ class WorkerService:
             self._records = [TOPIC_RECORD]
 
     def handle(self, frames: list[bytes], out: list[bytes]) -> None:
-        """Parse and route one batch of one source; append [header, event] pairs to ``out``."""
-        counters = self.counters.values
+        """Parse and route one message from ingest: each source's batch in turn."""
         try:
             if not frames:
                 raise WireError("empty message")
-            source = unpack_source(frames[0])
+            counts = unpack_counts(frames[0], len(frames) - 1)
+        except WireError as exc:
+            self.counters.values["wire_errors"] += 1
+            self._bad_input.warning("dropping a malformed message from ingest: %s", exc)
+            return
+        start = 1
+        for count in counts:
+            self._handle_source(frames, start, start + 1 + count, out)
+            start += 1 + count
+
+    def _handle_source(self, frames: list[bytes], first: int, end: int, out: list[bytes]) -> None:
+        """Parse and route one source's batch, ``frames[first]`` its header and the events up
+        to ``end``; append [header, event] pairs to ``out``."""
+        counters = self.counters.values
+        try:
+            source = unpack_source(frames[first])
         except WireError as exc:
             counters["wire_errors"] += 1
-            self._bad_input.warning("dropping a malformed message from ingest: %s", exc)
+            self._bad_input.warning("dropping a malformed batch from ingest: %s", exc)
             return
         if source.kind == SourceKind.PROBE:
             counters["probes"] += 1
             out += (self._header(source, RouteMode.PROBE), b"")
             return
-        counters["events_in"] += len(frames) - 1
+        counters["events_in"] += end - first - 1
         parse = self._parser.parse
-        for payload in frames[1:]:
+        for payload in frames[first + 1:end]:
             try:
                 event = parse(payload)
             except CotParseError as exc:

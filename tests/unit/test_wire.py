@@ -15,11 +15,13 @@ from otszmq.wire import (
     RouteMode,
     SourceHeader,
     SourceKind,
+    pack_counts,
     pack_inject,
     pack_regroup,
     pack_routed,
     pack_source,
     pack_stats,
+    unpack_counts,
     unpack_inject,
     unpack_regroup,
     unpack_routed,
@@ -105,3 +107,18 @@ def test_regroup_round_trips(user, groups_in, groups_out):
 def test_injected_messages_are_checked_field_by_field(unpack, fields, message):
     with pytest.raises(WireError, match=message):
         unpack(msgpack.packb(fields))
+
+
+@given(st.lists(st.integers(0, 50), max_size=20))
+def test_batch_counts_round_trip_against_the_frames_that_follow(counts):
+    frames_after = len(counts) + sum(counts)
+    assert unpack_counts(pack_counts(counts), frames_after) == counts
+    with pytest.raises(WireError, match="do not match"):
+        unpack_counts(pack_counts(counts), frames_after + 1)
+
+
+@pytest.mark.parametrize("data", [b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([1, -1]),
+                                  msgpack.packb(["1"])])
+def test_malformed_batch_counts_raise_wire_error(data):
+    with pytest.raises(WireError, match="batch counts"):
+        unpack_counts(data, 1)
