@@ -29,6 +29,9 @@ setup(
         "gunicorn>=22",
         # /metrics in the Prometheus text format, from the reference client library.
         "prometheus-client>=0.20",
+        # TAK protocol v1 on the TLS port (otszmq.ingest.takproto_codec): only its generated
+        # TakMessage classes (MIT, from ATAK's .proto files; needs nothing but protobuf).
+        "takproto>=3",
     ],
     extras_require={
         "test": [
@@ -36,7 +39,6 @@ setup(
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
             "pytak>=7",
-            "takproto>=2",
             "ruff>=0.6",
             "mypy>=1.10",
             "lxml-stubs",

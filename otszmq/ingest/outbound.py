@@ -55,6 +55,17 @@ class Backlog:
         self.size += len(data)
         return False
 
+    def barrier(self) -> None:
+        """Let no later report coalesce with one queued so far (the encoding changed).
+
+        NOTE: a coalesced report takes the place of the first one; after the switch to TAK
+        protocol that place may be before the t-x-takp-r response, where XML is expected.
+        """
+        self._items = OrderedDict(
+            (("e", next(self._seq)) if key[0] == "p" else key, data)
+            for key, data in self._items.items()
+        )
+
     def take(self, limit: int) -> list[bytes]:
         """Remove and return the oldest events, about ``limit`` bytes (at least one)."""
         taken: list[bytes] = []
@@ -70,7 +81,7 @@ class Backlog:
 class Outbound:
     """What one client is about to receive."""
 
-    __slots__ = ("backlog", "batch", "coalesced", "over_since", "paused", "transport")
+    __slots__ = ("backlog", "batch", "coalesced", "over_since", "paused", "proto", "transport")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self.transport = transport
@@ -79,6 +90,9 @@ class Outbound:
         self.paused = False
         self.over_since: float | None = None
         self.coalesced = 0
+        # True once the client negotiated TAK protocol v1: everything queued from then on is
+        # a 0xbf stream message (the caller encodes; see IngestService._deliver).
+        self.proto = False
 
     def add_slow(self, data: bytes, position_uid: str | None) -> None:
         """Queue for a paused client (the fast path appends to ``batch`` directly)."""
@@ -99,6 +113,23 @@ class Outbound:
                 self.add_slow(data, None)
             return
         self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+
+    def send_now(self, data: bytes) -> None:
+        """Queue ``data`` after what is queued and flush at once (rare control answers).
+
+        NOTE: flushed now, not at the end of the loop iteration, so that nothing queued later
+        can overtake it (a pause sends later events to the backlog, ahead of an unflushed
+        batch). Raises what ``transport.write`` raises.
+        """
+        self.batch.append(data)
+        self.flush()
+
+    def switch_to_proto(self, last_xml: bytes) -> None:
+        """Send ``last_xml`` (the t-x-takp-r response) after what is queued; protobuf after it."""
+        self.send_now(last_xml)
+        self.proto = True
+        if self.backlog is not None:
+            self.backlog.barrier()
 
     def pause(self) -> None:
         self.paused = True

@@ -23,12 +23,13 @@ from xml.sax.saxutils import unescape as _unescape
 import zmq
 
 from otszmq import servercot
-from otszmq.errors import WireError
+from otszmq.errors import CotParseError, WireError
 from otszmq.ingest.framing import event_type
 from otszmq.ingest.outbound import HARD_LIMIT_FACTOR, Outbound
 from otszmq.ingest.protocol import CotStreamProtocol
 from otszmq.ingest.registry import Connection, Registry
 from otszmq.ingest.replay import ReplayCache, ReplayItem
+from otszmq.ingest.takproto_codec import TakCodec
 from otszmq.ingest.tls import TlsContexts
 from otszmq.ingest.workerpool import WorkerPool
 from otszmq.metrics import Counters, publish_stats
@@ -110,6 +111,7 @@ class IngestService:
             router, self.counters, config.pending_limit,
             lambda: asyncio.get_running_loop().call_soon(self.pool.flush),
         )
+        self.takcodec = TakCodec()  # TAK protocol v1 clients (negotiated on the TLS port)
         self._conn_ids = itertools.count(1)
         self._last_seq: dict[str, int] = {}
         self._dirty: list[Outbound] = []
@@ -171,7 +173,7 @@ class IngestService:
         finally:
             sweeper.cancel()
             await self._shutdown()
-            self.pool.flush()
+            self.pool.flush()  # what the last loop turns dispatched (the ROUTER lingers)
             loop.remove_reader(self._sub.fileno())
             loop.remove_reader(self._router.fileno())
             if self._inject is not None:
@@ -270,6 +272,8 @@ class IngestService:
         self.registry.add(conn)
         state = self.replay.visible(conn.groups_out, time.time())
         if state:
+            if conn.out.proto:  # it negotiated TAK protocol while its user was looked up
+                state = [self._proto_message(item) for item in state]
             conn.out.transport.write(b"".join(state))
         if conn.user:
             log.info("client %s connected over TLS as user %r (in %s, out %s)", conn.peer,
@@ -336,7 +340,7 @@ class IngestService:
         # Like a new client, it gets the current map state of the channels it now reads.
         state = self.replay.visible(groups_out - before, time.time())
         if state:
-            self._send_to(conn, b"".join(state))
+            self._send_to(conn, *state)
 
     def reject(self, conn: Connection, reason: str) -> None:
         self.counters.values["framing_errors"] += 1
@@ -459,17 +463,25 @@ class IngestService:
         position_uid = hdr.uid if flags & RouteFlag.POSITION else None
         dirty = self._dirty
         delivered = 0
+        proto: bytes | None = None  # PERF: encoded on the first protobuf recipient, then reused
         for conn in targets:
             if conn.id == skip or conn.closing:
                 continue
             out = conn.out
+            data = payload
+            if out.proto:
+                if proto is None:
+                    proto = self._proto_message(payload)
+                if not proto:
+                    continue  # cannot be encoded (counted): XML recipients still get it
+                data = proto
             delivered += 1
             if out.paused or out.backlog is not None:
-                self._deliver_slow(conn, payload, position_uid)
+                self._deliver_slow(conn, data, position_uid)
             else:
                 if not out.batch:
                     dirty.append(out)
-                out.batch.append(payload)
+                out.batch.append(data)
         self.counters.values["deliveries"] += delivered
 
     def _deliver_slow(self, conn: Connection, payload: bytes, position_uid: str | None) -> None:
@@ -508,11 +520,26 @@ class IngestService:
         except (OSError, RuntimeError) as exc:
             log.debug("write failed: %s", exc)
 
-    def _send_to(self, conn: Connection, data: bytes) -> None:
+    def _proto_message(self, event: bytes) -> bytes:
+        """``event`` as a TAK protocol stream message; b"" (counted) if it cannot be encoded."""
+        try:
+            data = self.takcodec.encode(event)
+        except CotParseError as exc:
+            self.counters.inc("proto_encode_errors")
+            log.warning("cannot encode an event as TAK protocol: %s", exc)
+            return b""
+        self.counters.inc("proto_encoded")
+        return data
+
+    def _send_to(self, conn: Connection, *events: bytes) -> None:
         out = conn.out
+        if out.proto:  # each event is its own TAK protocol message
+            events = tuple(data for data in map(self._proto_message, events) if data)
+            if not events:
+                return
         if not out.batch:
             self._dirty.append(out)
-        out.batch.append(data)
+        out.batch.extend(events)
         asyncio.get_running_loop().call_soon(self._flush_dirty)
 
     # -- housekeeping --------------------------------------------------------------------

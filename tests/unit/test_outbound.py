@@ -112,3 +112,19 @@ def test_draining_below_the_bound_resets_the_timer():
     out.resume()
     assert out.check_bound(1000, now=100.0, timeout=5.0) is None
     assert out.over_since is None
+
+
+def test_switching_to_protobuf_keeps_the_response_ahead_of_what_follows():
+    out, transport = outbound()
+    out.pause()
+    out.add_slow(b"<xml-position-u1/>", "u1")
+    out.batch.append(b"<xml-delivery/>")
+    out.switch_to_proto(b"<takp-r/>")
+    assert out.proto
+    # A later report of the same uid must not take the place of the XML one, before the
+    # response: coalescing stops at the switch.
+    out.add_slow(b"\xbfproto-position-u1", "u1")
+    out.resume()
+    assert transport.writes == [
+        b"<xml-position-u1/><xml-delivery/><takp-r/>\xbfproto-position-u1"
+    ]
