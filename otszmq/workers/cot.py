@@ -198,7 +198,9 @@ def _new_xml_parser() -> etree.XMLParser:
         # XML declaration claims (a WinTAK capture declares "utf-16" over 1-byte text). Forcing
         # the encoding makes such a declaration harmless and turns invalid bytes into an error.
         encoding="utf-8",
-        collect_ids=False,  # CoT has no xml:id; do not build a hash table nobody reads
+        # NOTE: never collect_ids=False: with it, libxml2 opens the file a
+        # <!DOCTYPE x SYSTEM "/path"> names even with load_dtd=False, so a client could make a
+        # worker open (and block on) any local path (tests/unit/test_cot.py checks with a FIFO).
     )
 
 

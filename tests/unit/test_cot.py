@@ -8,7 +8,9 @@ saying so, where the corpus is absent.
 from __future__ import annotations
 
 import math
+import os
 import re
+import threading
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -943,3 +945,30 @@ def test_corpus_route_links_are_its_points() -> None:
     assert len(event.links) == 13
     assert all(link.relation == "c" for link in event.links)
     assert {link.type for link in event.links} == {"b-m-p-w", "b-m-p-c"}
+
+
+def test_a_doctype_naming_a_local_file_never_opens_it(tmp_path: Path) -> None:
+    # A FIFO blocks whoever opens it for reading until a writer comes: if the parser opened the
+    # external subset, the parse would hang (and the finally clause would then free it).
+    fifo = tmp_path / "subset"
+    os.mkfifo(fifo)
+    data = f'<!DOCTYPE event SYSTEM "{fifo}"><event version="2.0"/>'.encode()
+    outcome: list[BaseException | None] = []
+
+    def parse() -> None:
+        try:
+            CotParser().parse(data)
+            outcome.append(None)
+        except CotParseError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=parse, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    try:
+        assert not worker.is_alive(), "the parser opened the file the DOCTYPE names"
+        assert isinstance(outcome[0], CotParseError)
+    finally:
+        if worker.is_alive():
+            with open(fifo, "wb"):  # unblock it
+                pass
