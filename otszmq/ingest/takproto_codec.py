@@ -44,6 +44,7 @@ from lxml import etree
 from takproto.proto import TakMessage
 
 from otszmq.errors import CotParseError, FrameTooLarge, FramingError, UnexpectedData
+from otszmq.safexml import hardened_parser
 from otszmq.servercot import cot_time
 from otszmq.workers.cot import parse_cot_time
 
@@ -248,14 +249,6 @@ def _quote(value: str) -> str:
     return repr(value[:_MAX_QUOTED]) + ("..." if len(value) > _MAX_QUOTED else "")
 
 
-def _new_xml_parser() -> etree.XMLParser:
-    """The same hardening as the workers' parser: no DTD, no entities, no network."""
-    return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-        huge_tree=False, encoding="utf-8", collect_ids=False,
-    )
-
-
 class TakCodec:
     """CoT XML <-> TAK protocol v1, for one ingest process.
 
@@ -267,7 +260,7 @@ class TakCodec:
     __slots__ = ("_parser",)
 
     def __init__(self) -> None:
-        self._parser = _new_xml_parser()
+        self._parser = hardened_parser()
 
     # -- XML -> protobuf (routed events to protobuf clients) -----------------------------
 
