@@ -26,7 +26,8 @@ setup(
         # The HTTP API (otszmq.api): a WSGI framework with typed requests and multipart
         # parsing, served by gunicorn; 4 for its type hints.
         "falcon>=4",
-        "gunicorn>=22",
+        # <28: otszmq.api.listeners subclasses gunicorn 27's gthread worker (per-port TLS).
+        "gunicorn>=27,<28",
         # /metrics in the Prometheus text format, from the reference client library.
         "prometheus-client>=0.20",
         # TAK protocol v1 on the TLS port (otszmq.ingest.takproto_codec): only its generated

@@ -25,6 +25,8 @@ COMMANDS = {
     "stats": "print a live snapshot of a running node's counters",
     "api": "run the HTTP API (Marti and /api) under gunicorn",
     "user": "manage users: otszmq user add NAME [--password P] [--admin] [--in G,..] [--out G,..]",
+    "token": "issue an enrollment token: otszmq token issue NAME [--uses N] [--hours H] "
+             "[--host H]",
 }
 
 
@@ -45,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
                              help="comma-separated groups the user writes to (default __ANON__)")
             sub.add_argument("--out", dest="groups_out", default="",
                              help="comma-separated groups the user reads (default __ANON__)")
+        if command == "token":
+            sub.add_argument("action", choices=["issue"], help="what to do")
+            sub.add_argument("username", help="the user the token enrolls (must exist)")
+            sub.add_argument("--uses", type=int, default=1,
+                             help="certificates it may sign (default 1; 0: unlimited)")
+            sub.add_argument("--hours", type=float, default=24.0,
+                             help="hours it stays valid (default 24)")
+            sub.add_argument("--host", default=None, help=(
+                "server address in the QR string (default: the server certificate's "
+                "first name)"))
         if command == "stats":
             sub.add_argument("--json", action="store_true", help="print JSON")
             sub.add_argument("--wait", type=float, default=None,
@@ -73,7 +85,8 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
 
         setup_logging(settings, "serve")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        if settings.tls_port:
+        if settings.tls_port or (settings.api_port and (settings.https_port
+                                                        or settings.enroll_port)):
             from otszmq.pki.bootstrap import ensure_ca
 
             ensure_ca(settings.pki_dir)
@@ -92,6 +105,10 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
             database.close()
         print(f"user {args.username} added")
         return 0
+    if command == "token":
+        from otszmq.pki.tokens import run_token_command
+
+        return run_token_command(settings, args)
     if command == "ingest":
         from otszmq.ingest.main import run as run_ingest
 

@@ -26,7 +26,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # Which commands take a setting. `serve` starts every stage, so it takes them all.
 _NODE = frozenset(
-    {"serve", "ingest", "worker", "fanout", "stats", "store", "api", "user", "bridge"}
+    {"serve", "ingest", "worker", "fanout", "stats", "store", "api", "user", "bridge", "token"}
 )
 _INGEST = frozenset({"serve", "ingest"})
 _WORKER = frozenset({"serve", "worker"})
@@ -53,7 +53,7 @@ class Settings:
     tcp_port: int = _opt(8088, "plain TCP CoT port (0: off)", _INGEST)
     tls_port: int = _opt(8089, "mutual-TLS CoT port (0: off)", _INGEST)
     tls_handshake_timeout: float = _opt(
-        10.0, "seconds a TLS client has to finish its handshake", _INGEST
+        10.0, "seconds a TLS client has to finish its handshake", _INGEST | _API
     )
     workers: int = _opt(0, "parser worker processes (0: one per core)", frozenset({"serve"}))
     ingest_processes: int = _opt(
@@ -95,7 +95,7 @@ class Settings:
     )
     database_url: str = _opt(
         "", "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/NAME (default: SQLite "
-        "otszmq.db in the data dir)", _STORE | _API | {"user", "ingest"},
+        "otszmq.db in the data dir)", _STORE | _API | {"user", "ingest", "token"},
     )
     store_nice: int = _opt(
         10, "CPU niceness the store adds to itself, so routing gets the CPU first (0: none)",
@@ -119,6 +119,17 @@ class Settings:
     api_port: int = _opt(8080, "plain HTTP port of the API, Marti and /api (0: off)", _API)
     api_workers: int = _opt(2, "gunicorn worker processes of the API", _API)
     upload_max_bytes: int = _opt(100 << 20, "largest accepted data package, bytes", _API)
+    https_port: int = _opt(
+        8443, "HTTPS port of the API; a client certificate from our CA is required (0: off)",
+        _API,
+    )
+    enroll_port: int = _opt(
+        8446, "HTTPS port for certificate enrollment, HTTP Basic with a password or an "
+        "enrollment token (0: off)", _API | {"token"},
+    )
+    api_token_hours: float = _opt(
+        24.0, "hours an admin API login token (POST /api/login) stays valid", _API
+    )
     ready_fd: int = _opt(-1, "file descriptor to write 'ready' to", _NODE, hidden=True)
 
     @property
@@ -231,6 +242,12 @@ def _validate(settings: Settings) -> None:
     need(0 <= settings.api_port <= 65535, "api_port", "must be a port number 0-65535")
     need(settings.api_workers >= 1, "api_workers", "must be >= 1")
     need(settings.upload_max_bytes >= 1, "upload_max_bytes", "must be >= 1")
+    need(0 <= settings.https_port <= 65535, "https_port", "must be a port number 0-65535")
+    need(0 <= settings.enroll_port <= 65535, "enroll_port", "must be a port number 0-65535")
+    api_ports = [p for p in (settings.api_port, settings.https_port, settings.enroll_port) if p]
+    need(len(api_ports) == len(set(api_ports)), "enroll_port",
+         "api_port, https_port and enroll_port must differ")
+    need(0 < settings.api_token_hours <= 24 * 366, "api_token_hours", "must be > 0 and <= 8784")
     for endpoint_name in ("work_endpoint", "inject_endpoint", "fanout_in", "fanout_out"):
         value = getattr(settings, endpoint_name)
         need(

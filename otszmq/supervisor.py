@@ -39,7 +39,10 @@ _STORE = (
     "store_nice", "store_raw_xml", "store_queue_limit", "store_batch_size", "store_flush_interval",
     "points_retention_days", "cot_retention_days", "chat_retention_days", "store_prune_interval",
 )
-_API = ("bind", "api_port", "api_workers", "upload_max_bytes")
+_API = (
+    "bind", "api_port", "api_workers", "upload_max_bytes", "https_port", "enroll_port",
+    "tls_handshake_timeout",
+)
 _INGEST = (
     "bind", "tcp_port", "tls_port", "tls_handshake_timeout", "ingest_processes",
     "max_event_size", "idle_timeout", "client_queue_bytes", "slow_client_timeout",
@@ -183,6 +186,11 @@ class Supervisor:
         tcp = f"CoT/TCP {s.bind}:{s.tcp_port}" if s.tcp_port else "CoT/TCP off"
         tls = f"CoT/TLS {s.bind}:{s.tls_port}" if s.tls_port else "CoT/TLS off"
         api = f"HTTP {s.bind}:{s.api_port}" if s.api_port else "HTTP off"
+        # HTTPS and enrollment are listeners of the API process: off with it.
+        if s.api_port and s.https_port:
+            api += f", HTTPS {s.bind}:{s.https_port}"
+        if s.api_port and s.enroll_port:
+            api += f", enrollment {s.bind}:{s.enroll_port}"
         print(
             f"otszmq ready: {tcp}, {tls}, {api}, {s.worker_count} workers, "
             f"{s.ingest_processes} ingest, "

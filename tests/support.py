@@ -41,19 +41,24 @@ class Node:
     """One ``otszmq serve`` process tree on loopback, in its own data dir."""
 
     def __init__(self, data_dir: Path, *, workers: int = 2, extra: tuple[str, ...] = (),
-                 tls: bool = False, api: bool = False, own_session: bool = False) -> None:
+                 tls: bool = False, api: bool = False, https: bool = False,
+                 own_session: bool = False) -> None:
         self.own_session = own_session  # so that a test can signal its process group
         self.data_dir = data_dir
         self.port = free_port()
         # TLS is off unless asked for: making a CA costs seconds of RSA key generation.
         self.tls_port = free_port() if tls else 0
-        self.api_port = free_port() if api else 0
+        self.api_port = free_port() if api or https else 0
+        # The API's HTTPS (client certificate) and enrollment ports, also off unless asked for.
+        self.https_port = free_port() if https else 0
+        self.enroll_port = free_port() if https else 0
         self.log_path = data_dir.parent / f"{data_dir.name}-serve.log"
         self.argv = otszmq_command(
             "serve", "--data-dir", str(data_dir), "--bind", "127.0.0.1",
             "--tcp-port", str(self.port), "--workers", str(workers), "--log-level", "info",
             "--stats-interval", "0.2", "--tls-port", str(self.tls_port),
-            "--api-port", str(self.api_port), *extra,
+            "--api-port", str(self.api_port), "--https-port", str(self.https_port),
+            "--enroll-port", str(self.enroll_port), *extra,
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_line = ""

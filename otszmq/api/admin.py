@@ -1,7 +1,6 @@
 """The admin REST API under ``/api/``: health, status, EUDs, and its OpenAPI document.
 
-NOTE: no authentication yet (issue 4 item 10 adds tokens); until then only ``health`` is meant
-to be public, and the README must say that ``/api`` is open on the plain port.
+Every route here but ``health`` and the document needs a bearer token (:mod:`otszmq.api.auth`).
 """
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import falcon
 from peewee import Database, PostgresqlDatabase, SqliteDatabase, fn
@@ -17,17 +16,17 @@ from peewee import Database, PostgresqlDatabase, SqliteDatabase, fn
 from otszmq import __version__
 from otszmq.api.marti import tak_time
 from otszmq.api.openapi import document
-from otszmq.api.params import bool_param, int_param, text_param
+from otszmq.api.paging import page_of
+from otszmq.api.params import bool_param, page_params, text_param
+from otszmq.api.scope import caller_of, visible
 from otszmq.stats import NoStats
+from otszmq.store.groups import decode_groups
 from otszmq.store.models import DataPackage, Eud
 
 if TYPE_CHECKING:
     from otszmq.api.app import ApiConfig, CounterSource
 
 log = logging.getLogger(__name__)
-
-MAX_PER_PAGE: Final = 500
-DEFAULT_PER_PAGE: Final = 50
 
 
 class Health:
@@ -102,28 +101,26 @@ def eud_item(eud: Eud) -> dict[str, Any]:
         "platform": eud.platform, "version": eud.version, "phone": eud.phone,
         "team": eud.team, "role": eud.role, "last_event_time": tak_time(eud.last_event_time),
         "last_status": eud.last_status, "last_lat": eud.last_lat, "last_lon": eud.last_lon,
+        "groups": decode_groups(eud.groups),
     }
 
 
 class EudList:
-    """``page`` (from 1), ``per_page`` (1-500), ``callsign`` (substring, any case), ``uid``."""
+    """``page`` (from 1), ``per_page`` (1-500), ``callsign`` (substring, any case), ``uid``.
+
+    Only the EUDs whose last report went to a channel the caller reads (admins: all).
+    """
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        page = int_param(req, "page", 1, 1, 1_000_000)
-        per_page = int_param(req, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
-        query = Eud.select()
+        page = page_params(req)
+        query = visible(Eud.select(), Eud.groups, caller_of(req))
         callsign = text_param(req, "callsign")
         if callsign:
             query = query.where(fn.LOWER(Eud.callsign).contains(callsign.lower()))
         uid = text_param(req, "uid")
         if uid:
             query = query.where(Eud.uid == uid)
-        total = query.count()
-        rows = query.order_by(Eud.callsign, Eud.uid).paginate(page, per_page)
-        resp.media = {
-            "results": [eud_item(eud) for eud in rows],
-            "total": total, "page": page, "per_page": per_page,
-        }
+        resp.media = page_of(query, (Eud.callsign, Eud.uid), eud_item, *page)
 
 
 class OpenApi:

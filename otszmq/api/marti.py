@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 import falcon
 
 from otszmq.api.params import bool_param, int_param
+from otszmq.api.scope import caller_of, visible
 from otszmq.store.models import Eud
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ class ClientEndPoints:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         sec_ago = int_param(req, "secAgo", 0, 0, 100 * ONE_YEAR)
         connected_only = bool_param(req, "showCurrentlyConnectedClients", False)
-        query = Eud.select().order_by(Eud.callsign, Eud.uid)
+        # Only the EUDs whose channels the caller reads (TAK's ContactManagerApi does the same).
+        query = visible(Eud.select(), Eud.groups, caller_of(req)).order_by(Eud.callsign, Eud.uid)
         if sec_ago:
             since = datetime.now(UTC) - timedelta(seconds=sec_ago)
             query = query.where(Eud.last_event_time >= since)
@@ -99,7 +101,8 @@ class Contacts:
                 "takv": _takv(eud),
                 "uid": eud.uid,
             }
-            for eud in Eud.select().order_by(Eud.callsign, Eud.uid)
+            for eud in visible(Eud.select(), Eud.groups, caller_of(req))
+            .order_by(Eud.callsign, Eud.uid)
         ]
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from otszmq.api import openapi_accounts, openapi_certificates, openapi_listings
+
 
 def _error_response(description: str) -> dict[str, Any]:
     return {"description": description,
@@ -33,6 +35,8 @@ _EUD = {
         "last_status": {"type": "string", "enum": ["Connected", "Disconnected"]},
         "last_lat": {"type": "number", "nullable": True},
         "last_lon": {"type": "number", "nullable": True},
+        "groups": {"type": "array", "items": {"type": "string"},
+                   "description": "the channels its last report went to"},
     },
     "required": ["uid", "last_status"],
 }
@@ -43,10 +47,16 @@ def document(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "otszmq admin API", "version": version},
+        # Every operation needs a token unless it says "security": [] (health, this document,
+        # login).
+        "security": openapi_accounts.BEARER,
         "paths": {
+            **openapi_accounts.PATHS,
+            **openapi_listings.PATHS,
+            **openapi_certificates.PATHS,
             "/api/health": {"get": {
                 "summary": "Liveness; no authentication",
-                "operationId": "health",
+                "operationId": "health", "security": openapi_accounts.PUBLIC,
                 "responses": {"200": _json({
                     "type": "object", "properties": {"status": {"type": "string"}},
                     "required": ["status"]})},
@@ -60,7 +70,8 @@ def document(version: str) -> dict[str, Any]:
                               "400": bad},
             }},
             "/api/euds": {"get": {
-                "summary": "End-user devices, paginated",
+                "summary": "End-user devices the caller's channels read (admins: all), "
+                           "paginated",
                 "operationId": "listEuds",
                 "parameters": [
                     _query("page", {"type": "integer", "minimum": 1, "default": 1}, "page"),
@@ -81,11 +92,14 @@ def document(version: str) -> dict[str, Any]:
             }},
             "/api/openapi.json": {"get": {
                 "summary": "This document",
-                "operationId": "openapi",
+                "operationId": "openapi", "security": openapi_accounts.PUBLIC,
                 "responses": {"200": _json({"type": "object"})},
             }},
         },
-        "components": {"schemas": {
+        "components": {"securitySchemes": openapi_accounts.SECURITY_SCHEMES, "schemas": {
+            **openapi_accounts.SCHEMAS,
+            **openapi_listings.SCHEMAS,
+            **openapi_certificates.SCHEMAS,
             "Error": {"type": "object",
                       "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
                       "required": ["error", "detail"]},

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Final
+from datetime import UTC, datetime
+from typing import Final, NamedTuple
 
 import falcon
 
@@ -12,6 +14,9 @@ from otszmq.api.errors import bad_request
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
 MAX_NAME: Final = 255
 MAX_TEXT: Final = 1024
+MAX_PER_PAGE: Final = 500
+DEFAULT_PER_PAGE: Final = 50
+MAX_PAGE: Final = 1_000_000
 
 
 def int_param(req: falcon.Request, name: str, default: int, low: int, high: int) -> int:
@@ -37,6 +42,57 @@ def bool_param(req: falcon.Request, name: str, default: bool) -> bool:
     if text in ("false", "0", "no"):
         return False
     return bad_request(name, f"must be true or false, got {raw!r}")
+
+
+def page_params(req: falcon.Request) -> tuple[int, int]:
+    """``page`` (from 1) and ``per_page`` (1-500): every paginated listing reads these two."""
+    return (
+        int_param(req, "page", 1, 1, MAX_PAGE),
+        int_param(req, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE),
+    )
+
+
+def time_param(req: falcon.Request, name: str) -> datetime | None:
+    """An ISO 8601 time (``2024-05-01T12:00:00Z``; no zone means UTC), timezone-aware UTC."""
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        bad_request(name, f"must be an ISO 8601 time such as 2024-05-01T12:00:00Z, got {raw!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class BoundingBox(NamedTuple):
+    """West, south, east, north in degrees; ``west > east`` crosses the antimeridian."""
+
+    west: float
+    south: float
+    east: float
+    north: float
+
+
+def bbox_param(req: falcon.Request, name: str = "bbox") -> BoundingBox | None:
+    """``west,south,east,north`` (GeoJSON's order: lon,lat,lon,lat), in degrees."""
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        return None
+    why = "must be west,south,east,north in degrees (lon,lat,lon,lat)"
+    parts = raw.split(",")
+    if len(parts) != 4:
+        bad_request(name, f"{why}, got {raw!r}")
+    try:
+        west, south, east, north = (float(part) for part in parts)
+    except ValueError:
+        bad_request(name, f"{why}, got {raw!r}")
+    if not all(math.isfinite(v) for v in (west, south, east, north)):
+        bad_request(name, f"{why}, got {raw!r}")
+    if not (-180.0 <= west <= 180.0 and -180.0 <= east <= 180.0):
+        bad_request(name, f"longitudes must be between -180 and 180, got {raw!r}")
+    if not -90.0 <= south <= north <= 90.0:
+        bad_request(name, f"latitudes must satisfy -90 <= south <= north <= 90, got {raw!r}")
+    return BoundingBox(west, south, east, north)
 
 
 def text_param(req: falcon.Request, name: str, *, required: bool = False) -> str | None:

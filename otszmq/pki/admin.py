@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -97,12 +98,40 @@ def _cert_issue(paths: PkiPaths, args: argparse.Namespace, env: Mapping[str, str
     except OSError as exc:
         raise PkiError(f"cannot create {outdir}: {exc.strerror}") from exc
 
-    issued = authority.issue_client(name, key_size=args.key_size, days=args.days)
+    bundle = client_bundle(authority, name, host=host, port=args.port, password=password,
+                           key_size=args.key_size, days=args.days)
+    issued, files = bundle.issued, bundle.files
+    for file_name, (data, mode) in files.items():
+        write_atomic(outdir / file_name, data, mode)
+    print(f"issued certificate {format_serial(issued.record.serial)} for {name}, valid until "
+          f"{issued.record.not_after:%Y-%m-%d}, for {datapackage.connect_string(host, args.port)}",
+          file=out)
+    for file_name in files:
+        print(f"  {outdir / file_name}", file=out)
+    if not args.p12_password:
+        print(f".p12 password (also inside the zips' .pref): {password}", file=out)
+    return 0
+
+
+@dataclass(frozen=True)
+class ClientBundle:
+    """A new client certificate and every file a user needs: ``files`` maps a file name
+    (NAME.pem/.key/.p12, NAME-atak.zip, NAME-itak.zip, ca.pem) to its bytes and file mode."""
+
+    issued: ca.IssuedClient
+    files: dict[str, tuple[bytes, int]]
+
+
+def client_bundle(authority: ca.CertificateAuthority, name: str, *, host: str, port: int,
+                  password: str, key_size: int = policy.DEFAULT_KEY_SIZE,
+                  days: int = policy.CLIENT_DAYS) -> ClientBundle:
+    """Issue a certificate for ``name`` and build its files (``cert issue``, the admin API)."""
+    issued = authority.issue_client(name, key_size=key_size, days=days)
     pem = serialization.Encoding.PEM
     client_p12 = pkcs12.client_p12(name, issued.key, issued.certificate,
                                    issued.ca_certificate, password)
     package = datapackage.ConnectionPackage(
-        host=host, port=args.port, user=name, client_p12=client_p12,
+        host=host, port=port, user=name, client_p12=client_p12,
         truststore_p12=pkcs12.truststore_p12(issued.ca_certificate, password),
         truststore_name=_truststore_name(issued.ca_certificate),
         password=password,
@@ -117,16 +146,7 @@ def _cert_issue(paths: PkiPaths, args: argparse.Namespace, env: Mapping[str, str
         f"{name}-itak.zip": (datapackage.itak_package(package), SECRET_MODE),
         "ca.pem": (issued.ca_certificate.public_bytes(pem), 0o644),
     }
-    for file_name, (data, mode) in files.items():
-        write_atomic(outdir / file_name, data, mode)
-    print(f"issued certificate {format_serial(issued.record.serial)} for {name}, valid until "
-          f"{issued.record.not_after:%Y-%m-%d}, for {datapackage.connect_string(host, args.port)}",
-          file=out)
-    for file_name in files:
-        print(f"  {outdir / file_name}", file=out)
-    if not args.p12_password:
-        print(f".p12 password (also inside the zips' .pref): {password}", file=out)
-    return 0
+    return ClientBundle(issued, files)
 
 
 def _cert_revoke(paths: PkiPaths, args: argparse.Namespace, env: Mapping[str, str],

@@ -23,7 +23,7 @@ from peewee import Database, PeeweeException, PostgresqlDatabase
 
 from otszmq.errors import StoreError
 from otszmq.store.database import open_database, write_transaction
-from otszmq.store.models import MODELS, SchemaVersion
+from otszmq.store.models import MODELS, ApiToken, SchemaVersion
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,33 @@ def _create_tables(database: Database) -> None:
     database.create_tables(MODELS, safe=True)
 
 
+# The tables whose rows carry the channels they were written to (otszmq.store.groups).
+_GROUPED_TABLES: Final = (
+    "eud", "cot", "point", "geo_chat", "alert", "casevac", "marker", "range_bearing_line",
+    "video_stream",
+)
+
+
+def _add_item_groups(database: Database) -> None:
+    # Rows already stored keep NULL: nobody knows their channels, so only admins list them
+    # until the item is reported again.
+    for table in _GROUPED_TABLES:
+        if not has_column(database, table, "groups"):
+            # NOTE: fixed identifiers only; peewee's stubs leave execute_sql untyped.
+            database.execute_sql(  # type: ignore[no-untyped-call]
+                f'ALTER TABLE "{table}" ADD COLUMN "groups" TEXT'
+            )
+
+
+def _create_api_tokens(database: Database) -> None:
+    # A fresh database got the table from version 1 already; safe=True makes this a no-op then.
+    database.create_tables([ApiToken], safe=True)
+
+
 MIGRATIONS: Final[tuple[tuple[int, str, Migration], ...]] = (
     (1, "create tables", _create_tables),
+    (2, "api tokens", _create_api_tokens),
+    (3, "item groups", _add_item_groups),
 )
 
 LATEST: Final = MIGRATIONS[-1][0]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from peewee import (
+    AutoField,
     BigIntegerField,
     BooleanField,
     CharField,
@@ -91,6 +92,7 @@ class Eud(BaseModel):
     last_status = CharField(default="Connected")  # Connected | Disconnected
     last_lat = FloatField(null=True)
     last_lon = FloatField(null=True)
+    groups = TextField(null=True)  # ",A,B,": the IN groups it was written to (store.groups)
 
 
 class CotLog(BaseModel):
@@ -106,6 +108,7 @@ class CotLog(BaseModel):
     callsign = CharField(null=True)
     missions = CharField(null=True)  # <dest mission> names, comma-separated
     xml = TextField(null=True)
+    groups = TextField(null=True)  # ",A,B,": the IN groups it was written to (store.groups)
 
     class Meta:
         table_name = "cot"
@@ -126,6 +129,7 @@ class Point(BaseModel):
     speed = FloatField(null=True)
     battery = FloatField(null=True)
     time = UtcDateTimeField(index=True)
+    groups = TextField(null=True)  # ",A,B,": the IN groups it was written to (store.groups)
 
     class Meta:
         indexes = ((("uid", "time"), False),)  # a track: one uid's points in time order
@@ -156,6 +160,7 @@ class GeoChat(BaseModel):
     time = UtcDateTimeField(index=True)
     lat = FloatField(null=True)
     lon = FloatField(null=True)
+    groups = TextField(null=True)  # ",A,B,": the IN groups it was written to (store.groups)
 
 
 class Alert(BaseModel):
@@ -169,6 +174,7 @@ class Alert(BaseModel):
     cancel_time = UtcDateTimeField(null=True)
     lat = FloatField(null=True)
     lon = FloatField(null=True)
+    groups = TextField(null=True)  # ",A,B,": the IN groups it was written to (store.groups)
 
 
 class Casevac(BaseModel):
@@ -215,6 +221,7 @@ class Casevac(BaseModel):
     hlz_remarks = TextField(null=True)
     medline_remarks = TextField(null=True)
     zmist = TextField(null=True)  # JSON list of {title, z, m, i, s, t}
+    groups = TextField(null=True)  # ",A,B,": the IN groups it was written to (store.groups)
 
 
 class Marker(BaseModel):
@@ -240,6 +247,7 @@ class Marker(BaseModel):
     hae = FloatField(null=True)
     time = UtcDateTimeField()
     stale = UtcDateTimeField()
+    groups = TextField(null=True)  # ",A,B,": the IN groups it was written to (store.groups)
 
 
 class RangeBearingLine(BaseModel):
@@ -262,6 +270,7 @@ class RangeBearingLine(BaseModel):
     end_lon = FloatField(null=True)
     time = UtcDateTimeField()
     stale = UtcDateTimeField()
+    groups = TextField(null=True)  # ",A,B,": the IN groups it was written to (store.groups)
 
 
 class VideoStream(BaseModel):
@@ -279,6 +288,7 @@ class VideoStream(BaseModel):
     buffer_time = IntegerField(null=True)  # milliseconds
     sender_uid = CharField(null=True)
     time = UtcDateTimeField()
+    groups = TextField(null=True)  # ",A,B,": the IN groups it was written to (store.groups)
 
 
 # -- what the API manages ---------------------------------------------------------------------
@@ -354,15 +364,30 @@ class EnrollmentToken(BaseModel):
     created_at = UtcDateTimeField()
 
 
+class ApiToken(BaseModel):
+    """A login token of the admin API (``POST /api/login``).
+
+    Only the token's SHA-256 is stored: a copy of the database lets nobody log in. Every
+    gunicorn worker and every restart sees the same rows, so a logout holds everywhere.
+    """
+
+    id = AutoField()
+    user = ForeignKeyField(User, on_delete="CASCADE")
+    token_hash = CharField(unique=True)
+    created_at = UtcDateTimeField()
+    expires_at = UtcDateTimeField(index=True)
+    last_used = UtcDateTimeField(null=True)
+
+
 # Creation order: a table comes after the tables its foreign keys point at.
 MODELS: Final[tuple[type[BaseModel], ...]] = (
     SchemaVersion, Eud, CotLog, Point, ChatRoom, ChatRoomMember, GeoChat, Alert, Casevac,
     Marker, RangeBearingLine, VideoStream, DataPackage, User, Group, GroupMembership,
-    Certificate, EnrollmentToken,
+    Certificate, EnrollmentToken, ApiToken,
 )
 
 __all__ = [
-    "MODELS", "Alert", "BaseModel", "Casevac", "Certificate", "ChatRoom",
+    "MODELS", "Alert", "ApiToken", "BaseModel", "Casevac", "Certificate", "ChatRoom",
     "ChatRoomMember", "CotLog", "DataPackage", "EnrollmentToken", "Eud", "GeoChat", "Group",
     "GroupMembership", "Marker", "Point", "RangeBearingLine", "SchemaVersion", "User",
     "UtcDateTimeField", "VideoStream",

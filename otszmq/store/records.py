@@ -8,7 +8,7 @@ unpacks msgpack, never XML. This module is that format, sans-IO: :func:`record_f
 Frames: ``[TOPIC_RECORD, record, record, ...]``, one batch per worker drain round (see
 :mod:`otszmq.wire`).
 
-Layout (``RECORD_VERSION`` 1): a msgpack array with fixed positions::
+Layout (``RECORD_VERSION`` 2; 1 had no ``groups``): a msgpack array with fixed positions::
 
     idx  field       msgpack type      meaning
     0    version     int               RECORD_VERSION; a store refuses other versions
@@ -32,6 +32,9 @@ Layout (``RECORD_VERSION`` 1): a msgpack array with fixed positions::
                                        when store_raw_xml is on; see NOTE below)
     17   detail      map | nil         kind-specific, below; str keys, values as sent (str) unless
                                        noted, absent attribute = nil
+    18   groups      [str]             the channels the event was written to: the sender's
+                                       (active) IN groups, sorted; the store keeps them so that
+                                       listings show a caller only what its OUT groups read
 
 Kind-specific ``detail`` maps::
 
@@ -65,7 +68,7 @@ store converts them. Rarer kinds walk ``<detail>`` once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
@@ -85,8 +88,8 @@ __all__ = [
     "record_from_event",
 ]
 
-RECORD_VERSION: Final = 1
-_FIELDS: Final = 18  # entries of the array, version included
+RECORD_VERSION: Final = 2
+_FIELDS: Final = 19  # entries of the array, version included
 
 
 class RecordKind:
@@ -153,6 +156,7 @@ class Record(NamedTuple):
     missions: tuple[str, ...]
     raw: bytes
     detail: dict[str, Any]  # {} when the record has none
+    groups: tuple[str, ...] = ()  # sorted IN groups of the sender
 
 
 Detail = dict[str, Any]
@@ -336,8 +340,12 @@ def _kind(event: CotEvent) -> str | None:
     return _BY_EVENT_KIND.get(kind, RecordKind.EVENT)
 
 
-def record_from_event(event: CotEvent, sender_uid: str) -> bytes | None:
+def record_from_event(
+    event: CotEvent, sender_uid: str, groups: Sequence[str] = ()
+) -> bytes | None:
     """The packed record of a routed event, or None when the store keeps nothing of it.
+
+    ``groups``: the channels the event was written to (the source's IN groups).
 
     Never raises for an event :class:`~otszmq.workers.cot.CotParser` accepted: every value is
     read as sent and interpreted by the store.
@@ -354,7 +362,7 @@ def record_from_event(event: CotEvent, sender_uid: str) -> bytes | None:
         event.stale, sender_uid, event.lat, event.lon, event.hae, event.ce, event.le,
         event.callsign,
         [dest.mission for dest in event.dests if dest.mission] if event.dests else (),
-        event.raw, detail,
+        event.raw, detail, sorted(groups),
     ), datetime=True)
 
 
@@ -384,12 +392,14 @@ def decode_record(data: bytes) -> Record:
             raise TypeError("uid must be a string and raw must be bytes")
         if detail is not None and not isinstance(detail, dict):
             raise TypeError("detail must be a map")
+        if not isinstance(items[18], list) or not all(isinstance(g, str) for g in items[18]):
+            raise TypeError("groups must be an array of strings")
         return Record(
             str(items[1]), items[2], str(items[3]), str(items[4]), _datetime(items[5]),
             _datetime(items[6]), _datetime(items[7]), str(items[8]), _opt_float(items[9]),
             _opt_float(items[10]), _opt_float(items[11]), _opt_float(items[12]),
             _opt_float(items[13]), None if items[14] is None else str(items[14]),
-            tuple(str(m) for m in items[15]), items[16], detail or {},
+            tuple(str(m) for m in items[15]), items[16], detail or {}, tuple(items[18]),
         )
     except (TypeError, ValueError, OverflowError, OSError) as exc:
         raise StoreError(f"record: bad field: {exc}") from exc

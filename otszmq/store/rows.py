@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from otszmq.store.groups import encode_groups
 from otszmq.store.records import Record, RecordKind
 from otszmq.store.symbols import symbol_from_type
 
@@ -125,25 +126,27 @@ def _newest(table: dict[str, Row], row: Row, time_key: str = "time") -> None:
 def collect(records: Iterable[Record], *, store_raw_xml: bool) -> Rows:
     rows = Rows()
     for record in records:
-        rows.cot.append(_cot_row(record, store_raw_xml))
+        # Every row of the record carries the channels it was written to (store.groups).
+        groups = encode_groups(record.groups)
+        rows.cot.append(_cot_row(record, store_raw_xml, groups))
         positioned = has_position(record)
         detail = record.detail
         if positioned and record.kind != RecordKind.DELETE:
-            rows.points.append(_point_row(record))
+            rows.points.append(_point_row(record, groups))
         kind = record.kind
         if kind == RecordKind.EUD:
-            _newest(rows.euds, _eud_row(record, positioned), "last_event_time")
+            _newest(rows.euds, _eud_row(record, positioned, groups), "last_event_time")
             rows.disconnected.discard(record.uid)
         elif kind == RecordKind.MARKER:
-            _newest(rows.markers, _marker_row(record))
+            _newest(rows.markers, _marker_row(record, groups))
             rows.deleted.discard(record.uid)
         elif kind == RecordKind.RB_LINE:
-            _newest(rows.rb_lines, _rb_row(record))
+            _newest(rows.rb_lines, _rb_row(record, groups))
             rows.deleted.discard(record.uid)
         elif kind == RecordKind.CASEVAC:
-            _newest(rows.casevacs, _casevac_row(record))
+            _newest(rows.casevacs, _casevac_row(record, groups))
         elif kind == RecordKind.CHAT:
-            _chat_rows(rows, record)
+            _chat_rows(rows, record, groups)
         elif kind == RecordKind.ALERT:
             rows.alerts.append(record)
         elif kind == RecordKind.DELETE:
@@ -158,31 +161,32 @@ def collect(records: Iterable[Record], *, store_raw_xml: bool) -> Rows:
                 rows.disconnected.add(target)
         video = detail.get("video")
         if isinstance(video, dict):
-            _newest(rows.videos, _video_row(record, video))
+            _newest(rows.videos, _video_row(record, video, groups))
     return rows
 
 
-def _cot_row(record: Record, store_raw_xml: bool) -> Row:
+def _cot_row(record: Record, store_raw_xml: bool, groups: str | None) -> Row:
     return {
         "uid": record.uid, "type": record.type, "how": record.how, "time": record.time,
         "start": record.start, "stale": record.stale, "sender_uid": record.sender_uid or None,
         "callsign": record.callsign, "missions": ",".join(record.missions) or None,
         "xml": record.raw.decode("utf-8", "replace") if store_raw_xml else None,
+        "groups": groups,
     }
 
 
-def _point_row(record: Record) -> Row:
+def _point_row(record: Record, groups: str | None) -> Row:
     detail = record.detail
     return {
         "uid": record.uid, "type": record.type, "sender_uid": record.sender_uid or None,
         "lat": record.lat, "lon": record.lon, "hae": number(record.hae), "ce": number(record.ce),
         "le": number(record.le), "course": number(detail.get("course")),
         "speed": number(detail.get("speed")), "battery": number(detail.get("battery")),
-        "time": record.time,
+        "time": record.time, "groups": groups,
     }
 
 
-def _eud_row(record: Record, positioned: bool) -> Row:
+def _eud_row(record: Record, positioned: bool, groups: str | None) -> Row:
     detail = record.detail
     row: Row = {
         key: detail.get(key)
@@ -191,12 +195,12 @@ def _eud_row(record: Record, positioned: bool) -> Row:
     row.update(
         uid=record.uid, callsign=record.callsign, last_event_time=record.time,
         last_status="Connected", last_lat=record.lat if positioned else None,
-        last_lon=record.lon if positioned else None,
+        last_lon=record.lon if positioned else None, groups=groups,
     )
     return row
 
 
-def _marker_row(record: Record) -> Row:
+def _marker_row(record: Record, groups: str | None) -> Row:
     detail = record.detail
     symbol = symbol_from_type(record.type)
     argb = integer(detail.get("color"))
@@ -210,11 +214,11 @@ def _marker_row(record: Record) -> Row:
         "relation": detail.get("relation"), "readiness": boolean(detail.get("readiness")),
         "remarks": detail.get("remarks"), "sender_uid": record.sender_uid or None,
         "lat": record.lat, "lon": record.lon, "hae": number(record.hae), "time": record.time,
-        "stale": record.stale,
+        "stale": record.stale, "groups": groups,
     }
 
 
-def _rb_row(record: Record) -> Row:
+def _rb_row(record: Record, groups: str | None) -> Row:
     detail = record.detail
     distance, bearing = number(detail.get("range")), number(detail.get("bearing"))
     end: tuple[float | None, float | None] = (None, None)
@@ -232,11 +236,11 @@ def _rb_row(record: Record) -> Row:
         "stroke_weight": number(detail.get("stroke_weight")),
         "labels_on": boolean(detail.get("labels_on")), "anchor_lat": record.lat,
         "anchor_lon": record.lon, "end_lat": end[0], "end_lon": end[1], "time": record.time,
-        "stale": record.stale,
+        "stale": record.stale, "groups": groups,
     }
 
 
-def _casevac_row(record: Record) -> Row:
+def _casevac_row(record: Record, groups: str | None) -> Row:
     detail = record.detail
     row: Row = {name: integer(detail.get(name)) for name in _CASEVAC_INTS}
     row.update({name: boolean(detail.get(name)) for name in _CASEVAC_BOOLS})
@@ -245,7 +249,7 @@ def _casevac_row(record: Record) -> Row:
     row.update(
         uid=record.uid, sender_uid=record.sender_uid or None, callsign=record.callsign,
         time=record.time, lat=record.lat, lon=record.lon,
-        zmist=json.dumps(zmist) if zmist else None,
+        zmist=json.dumps(zmist) if zmist else None, groups=groups,
     )
     return row
 
@@ -262,7 +266,7 @@ def _video_url(video: Row) -> str | None:
     return f"{protocol}://{address}{suffix}{video.get('path') or ''}"
 
 
-def _video_row(record: Record, video: Row) -> Row:
+def _video_row(record: Record, video: Row, groups: str | None) -> Row:
     return {
         "uid": record.uid, "name": video.get("alias") or record.callsign,
         "protocol": video.get("protocol"), "address": video.get("address"),
@@ -272,11 +276,11 @@ def _video_row(record: Record, video: Row) -> Row:
         "ignore_klv": boolean(video.get("ignore_klv")),
         "network_timeout": integer(video.get("network_timeout")),
         "buffer_time": integer(video.get("buffer_time")),
-        "sender_uid": record.sender_uid or None, "time": record.time,
+        "sender_uid": record.sender_uid or None, "time": record.time, "groups": groups,
     }
 
 
-def _chat_rows(rows: Rows, record: Record) -> None:
+def _chat_rows(rows: Rows, record: Record, groups: str | None) -> None:
     detail = record.detail
     room_id = str(detail.get("room_id") or detail.get("room") or "All Chat Rooms")
     rows.rooms.setdefault(room_id, {
@@ -291,7 +295,7 @@ def _chat_rows(rows: Rows, record: Record) -> None:
         "sender_uid": detail.get("sender_uid") or record.sender_uid or None,
         "sender_callsign": detail.get("sender_callsign"), "text": detail.get("text"),
         "time": record.time, "lat": record.lat if positioned else None,
-        "lon": record.lon if positioned else None,
+        "lon": record.lon if positioned else None, "groups": groups,
     })
 
 

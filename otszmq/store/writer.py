@@ -21,6 +21,7 @@ from otszmq.errors import StoreError
 from otszmq.store import rows as R
 from otszmq.store.bulk import MAX_PARAMETERS, BulkWriter, Upsert
 from otszmq.store.database import write_transaction
+from otszmq.store.groups import encode_groups
 from otszmq.store.models import (
     Alert,
     BaseModel,
@@ -154,4 +155,5 @@ def _alert(record: Record) -> None:
         uid=record.uid, sender_uid=R.sender_of(record), callsign=record.callsign,
         alert_type=R.alert_type(record), start_time=record.time,
         lat=record.lat if positioned else None, lon=record.lon if positioned else None,
+        groups=encode_groups(record.groups),
     )

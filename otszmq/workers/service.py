@@ -204,7 +204,7 @@ class WorkerService:
             # STORE HOOK: what the store keeps of this event, built from the parsed event (the
             # store never parses XML); None for what it does not keep.
             if self.config.records:
-                record = record_from_event(event, source.sender_uid)
+                record = record_from_event(event, source.sender_uid, source.groups_in)
                 if record is not None:
                     self._records.append(record)
 

@@ -25,6 +25,7 @@ import zmq
 
 from otszmq.errors import StoreError
 from otszmq.store.database import open_database
+from otszmq.store.migrations import LATEST
 from otszmq.store.models import (
     MODELS,
     Alert,
@@ -185,9 +186,9 @@ def test_retention_prunes_old_rows_and_keeps_new_ones(writer):
 def test_processes_starting_together_migrate_once(url):
     # The store and the API both migrate at start-up, and `serve` starts them together.
     with multiprocessing.get_context("spawn").Pool(3) as pool:
-        assert pool.map(migrate_in_child, [url] * 3) == [1, 1, 1]
+        assert pool.map(migrate_in_child, [url] * 3) == [LATEST] * 3
     with migrated(url):
-        assert SchemaVersion.select().count() == 1
+        assert SchemaVersion.select().count() == LATEST
 
 
 # -- the service, fed over ZeroMQ -----------------------------------------------------------

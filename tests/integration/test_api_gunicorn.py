@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.api_support import add_user_command, bearer, login
 from tests.support import free_port, otszmq_command
 
 pytestmark = pytest.mark.integration
@@ -87,6 +88,7 @@ def test_gunicorn_serves_data_packages(tmp_path: Path):
     argv = [sys.executable, "-m", "gunicorn", "otszmq.api.wsgi:application",
             "--bind", f"127.0.0.1:{port}", "--workers", "2", "--preload",
             "--graceful-timeout", "5"]
+    add_user_command(data_dir, "admin", admin=True)
     with running(argv, api_env(data_dir), base, tmp_path / "gunicorn.log"):
         upload_and_download(base)
         config = requests.get(f"{base}/Marti/api/version/config", timeout=10).json()
@@ -94,7 +96,7 @@ def test_gunicorn_serves_data_packages(tmp_path: Path):
         missing = requests.get(f"{base}/no/such/route", timeout=10)
         assert missing.status_code == 404 and set(missing.json()) == {"error", "detail"}
         status = requests.get(f"{base}/api/status", params={"counters": "false"},
-                              timeout=10).json()
+                              headers=login(base, "admin"), timeout=10).json()
         assert status["data_packages"] == 1
     assert len(list((data_dir / "packages").iterdir())) == 1
 
@@ -103,6 +105,44 @@ def test_otszmq_api_command(tmp_path: Path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     argv = otszmq_command("api", "--data-dir", str(tmp_path / "data"), "--bind", "127.0.0.1",
-                          "--api-port", str(port), "--api-workers", "1")
+                          "--api-port", str(port), "--api-workers", "1",
+                          # No CA in this data dir: the TLS ports need one.
+                          "--https-port", "0", "--enroll-port", "0")
     with running(argv, api_env(tmp_path / "data"), base, tmp_path / "api.log"):
         upload_and_download(base)
+
+
+def test_tokens_hold_across_workers_and_logout_reaches_them_all(tmp_path: Path):
+    """A token issued by one gunicorn worker opens every worker; a logout closes them all."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    data_dir = tmp_path / "data"
+    argv = [sys.executable, "-m", "gunicorn", "otszmq.api.wsgi:application",
+            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--preload",
+            "--graceful-timeout", "5"]
+    add_user_command(data_dir, "admin", admin=True)
+    with running(argv, api_env(data_dir), base, tmp_path / "gunicorn.log"):
+        assert requests.get(f"{base}/api/status", timeout=10).status_code == 401
+        admin = login(base, "admin")
+        created = requests.post(f"{base}/api/users", headers=admin, timeout=10, json={
+            "username": "bravo", "password": "bravo password", "groups_out": ["Red"]})
+        assert created.status_code == 201, created.text
+        bravo = login(base, "bravo", "bravo password")
+        # A new connection per request: the kernel spreads them over both workers.
+        for _ in range(20):
+            me = requests.get(f"{base}/api/me", headers=bravo, timeout=10)
+            assert me.status_code == 200, me.text
+            assert me.json()["groups_out"] == ["Red"]
+            assert requests.get(f"{base}/api/users", headers=bravo,
+                                timeout=10).status_code == 403
+        assert requests.post(f"{base}/api/logout", headers=bravo, timeout=10).status_code == 200
+        for _ in range(20):
+            refused = requests.get(f"{base}/api/me", headers=bravo, timeout=10)
+            assert refused.status_code == 401
+            assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        wrong = requests.post(f"{base}/api/login", timeout=10,
+                              json={"username": "bravo", "password": "guess"})
+        assert wrong.status_code == 401 and wrong.json()["detail"] == "wrong user name or password"
+        assert requests.get(f"{base}/api/me", headers=bearer("A" * 43),
+                            timeout=10).status_code == 401
+    assert "api login refused for 'bravo'" in (tmp_path / "gunicorn.log").read_text()

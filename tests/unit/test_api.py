@@ -14,7 +14,8 @@ from otszmq.api.app import ApiConfig, ApiDeps, create_app
 from otszmq.stats import NoStats
 from otszmq.store.database import open_database
 from otszmq.store.migrations import migrate
-from otszmq.store.models import MODELS, Eud
+from otszmq.store.models import MODELS, Eud, User
+from tests.api_support import login, make_user
 
 UPLOAD_LIMIT = 4096
 
@@ -34,12 +35,20 @@ def client(tmp_path: Path) -> falcon.testing.TestClient:
     return make_client(tmp_path)
 
 
+def signed_in(client: falcon.testing.TestClient) -> dict[str, str]:
+    """An administrator's token headers: every /api route but health, login and the document
+    needs one."""
+    make_user(User._meta.database, "admin", admin=True)
+    return login(client, "admin")
+
+
 def add_eud(uid: str, callsign: str, status: str = "Connected",
             when: datetime | None = None) -> None:
     Eud.create(uid=uid, callsign=callsign, team="Cyan", role="Team Member", device="Pixel",
                platform="ATAK-CIV", os="34", version="5.2",
                last_event_time=when or datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC),
-               last_status=status)
+               last_status=status,
+               groups=",__ANON__,")  # written by a plain-TCP client: anonymous callers see it
 
 
 def assert_error(result: falcon.testing.Result, status: int, detail_part: str) -> None:
@@ -137,7 +146,7 @@ def test_status_without_pipeline(tmp_path):
     client = make_client(tmp_path, counters=silent)
     add_eud("A", "ALPHA")
     add_eud("B", "BRAVO", status="Disconnected")
-    body = client.simulate_get("/api/status").json
+    body = client.simulate_get("/api/status", headers=signed_in(client)).json
     assert body["status"] == "ok"
     assert body["euds"] == {"total": 2, "connected": 1}
     assert body["database_bytes"] > 0
@@ -149,8 +158,10 @@ def test_status_without_pipeline(tmp_path):
 def test_status_with_counters_and_without(tmp_path):
     snapshot = {"name": "worker-1", "role": "worker", "counters": {"events_in": 3}}
     client = make_client(tmp_path, counters=lambda: [snapshot])
-    assert client.simulate_get("/api/status").json["processes"] == [snapshot]
-    skipped = client.simulate_get("/api/status", params={"counters": "false"}).json
+    headers = signed_in(client)
+    assert client.simulate_get("/api/status", headers=headers).json["processes"] == [snapshot]
+    skipped = client.simulate_get("/api/status", params={"counters": "false"},
+                                  headers=headers).json
     assert skipped["processes"] is None
 
 
@@ -158,12 +169,15 @@ def test_euds_paginated_and_filtered(client):
     for index in range(7):
         add_eud(f"uid-{index}", f"Callsign-{index}")
     add_eud("other", "ZULU")
-    body = client.simulate_get("/api/euds", params={"page": "2", "per_page": "3"}).json
+    headers = signed_in(client)
+    body = client.simulate_get("/api/euds", params={"page": "2", "per_page": "3"},
+                               headers=headers).json
     assert body["total"] == 8 and body["page"] == 2 and body["per_page"] == 3
     assert [e["uid"] for e in body["results"]] == ["uid-3", "uid-4", "uid-5"]
-    by_callsign = client.simulate_get("/api/euds", params={"callsign": "callsign"}).json
+    by_callsign = client.simulate_get("/api/euds", params={"callsign": "callsign"},
+                                      headers=headers).json
     assert by_callsign["total"] == 7
-    by_uid = client.simulate_get("/api/euds", params={"uid": "other"}).json
+    by_uid = client.simulate_get("/api/euds", params={"uid": "other"}, headers=headers).json
     assert [e["callsign"] for e in by_uid["results"]] == ["ZULU"]
     assert by_uid["results"][0]["last_status"] == "Connected"
 
@@ -173,4 +187,5 @@ def test_euds_paginated_and_filtered(client):
     ({"page": "0"}, "page"), ({"page": "two"}, "page"), ({"callsign": "a\x00b"}, "callsign"),
 ])
 def test_euds_rejects_bad_parameters(client, params, field):
-    assert_error(client.simulate_get("/api/euds", params=params), 400, field)
+    result = client.simulate_get("/api/euds", params=params, headers=signed_in(client))
+    assert_error(result, 400, field)

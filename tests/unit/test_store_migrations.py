@@ -28,7 +28,7 @@ def tables(db: Database) -> set[str]:
 
 def test_version_1_creates_every_table(database):
     assert current_version(database) == 0
-    assert migrate(database) == LATEST == 1
+    assert migrate(database) == LATEST == len(MIGRATIONS)
     assert {model._meta.table_name for model in MODELS} <= tables(database)
     assert "cot" in tables(database) and "range_bearing_line" in tables(database)
     row = SchemaVersion.get(SchemaVersion.version == 1)
@@ -39,7 +39,7 @@ def test_version_1_creates_every_table(database):
 def test_migrating_again_changes_nothing(database):
     migrate(database)
     migrate(database)
-    assert SchemaVersion.select().count() == 1
+    assert SchemaVersion.select().count() == LATEST
 
 
 def test_later_migrations_apply_in_order_once(database):
@@ -47,17 +47,18 @@ def test_later_migrations_apply_in_order_once(database):
     applied = []
 
     def add_column(db: Database) -> None:
-        applied.append(2)
+        applied.append(LATEST + 1)
         if not has_column(db, "point", "extra"):
             db.execute_sql("ALTER TABLE point ADD COLUMN extra TEXT")
 
     def second(db: Database) -> None:
-        applied.append(3)
+        applied.append(LATEST + 2)
 
-    more = (*MIGRATIONS, (2, "add point.extra", add_column), (3, "nothing", second))
-    assert migrate(database, more) == 3
-    assert migrate(database, more) == 3
-    assert applied == [2, 3]
+    more = (*MIGRATIONS, (LATEST + 1, "add point.extra", add_column),
+            (LATEST + 2, "nothing", second))
+    assert migrate(database, more) == LATEST + 2
+    assert migrate(database, more) == LATEST + 2
+    assert applied == [LATEST + 1, LATEST + 2]
     assert has_column(database, "point", "extra")
 
 
@@ -69,8 +70,8 @@ def test_a_failing_migration_leaves_the_database_as_it_was(database):
         db.execute_sql("THIS IS NOT SQL")
 
     with pytest.raises(StoreError, match="schema migration failed"):
-        migrate(database, (*MIGRATIONS, (2, "broken", broken)))
-    assert current_version(database) == 1
+        migrate(database, (*MIGRATIONS, (LATEST + 1, "broken", broken)))
+    assert current_version(database) == LATEST
     assert "half_done" not in tables(database)
 
 

@@ -59,14 +59,24 @@ def test_event_without_point_has_no_position():
 
 
 def test_layout_is_a_fixed_array_with_the_version_first():
-    packed = record_from_event(parse_event(SA), "s")
+    packed = record_from_event(parse_event(SA), "s", ("B", "A"))
     assert packed is not None
     items = msgpack.unpackb(packed)
-    assert len(items) == 18
+    assert len(items) == 19
     assert items[0] == RECORD_VERSION
     assert items[1] == "eud"
     assert items[5] == msgpack.Timestamp(1714564800, 123456000)  # msgpack's own timestamp
     assert items[16] == SA
+    assert items[18] == ["A", "B"]  # the sender's IN groups, sorted
+
+
+def test_groups_travel_to_the_decoded_record():
+    packed = record_from_event(parse_event(SA), "s", ("__ANON__", "Blue"))
+    assert packed is not None
+    assert decode_record(packed).groups == ("Blue", "__ANON__")
+    unscoped = record_from_event(parse_event(SA), "s")
+    assert unscoped is not None
+    assert decode_record(unscoped).groups == ()
 
 
 @pytest.mark.parametrize("xml", [
@@ -309,13 +319,15 @@ def _items() -> list[object]:
 
 @pytest.mark.parametrize(("change", "message"), [
     (lambda items: items.__setitem__(0, 99), "version 99"),
-    (lambda items: items.pop(), "array of 18"),
+    (lambda items: items.pop(), "array of 19"),
     (lambda items: items.__setitem__(2, 5), "bad field"),
     (lambda items: items.__setitem__(5, "noon"), "bad field"),
     (lambda items: items.__setitem__(7, 1714564800.0), "bad field"),
     (lambda items: items.__setitem__(9, "north"), "bad field"),
     (lambda items: items.__setitem__(16, "text"), "bad field"),
     (lambda items: items.__setitem__(17, [1]), "bad field"),
+    (lambda items: items.__setitem__(18, "A,B"), "bad field"),
+    (lambda items: items.__setitem__(18, [1]), "bad field"),
 ])
 def test_malformed_records_raise_store_error(change, message):
     items = _items()
@@ -339,7 +351,7 @@ _VALUES = st.one_of(
 )
 
 
-@given(st.lists(_VALUES, min_size=17, max_size=17))
+@given(st.lists(_VALUES, min_size=18, max_size=18))
 def test_any_array_of_the_right_shape_only_raises_store_error(values):
     try:
         record = decode_record(msgpack.packb([RECORD_VERSION, *values], datetime=True))
