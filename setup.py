@@ -30,6 +30,13 @@ setup(
         "gunicorn>=27,<28",
         # /metrics in the Prometheus text format, from the reference client library.
         "prometheus-client>=0.20",
+        # The RabbitMQ bridge (otszmq.bridge): asyncio AMQP 0-9-1 client, typed; 9 for
+        # CONNECTION_EXCEPTIONS and the abc interfaces.
+        "aio-pika>=9",
+        # Meshtastic envelopes (otszmq.bridge.meshtastic): Google's protobuf runtime with our
+        # own declaration of the few messages we need (schema.py says why not the GPL-3
+        # `meshtastic` package); 5 for message_factory.GetMessageClass.
+        "protobuf>=5",
         # TAK protocol v1 on the TLS port (otszmq.ingest.takproto_codec): only its generated
         # TakMessage classes (MIT, from ATAK's .proto files; needs nothing but protobuf).
         "takproto>=3",
@@ -46,6 +53,9 @@ setup(
             "msgpack-types",
             # The HTTP client of the API tests.
             "requests>=2.31",
+            # The Meshtastic tests: an MQTT client playing the gateway; protobuf's type stubs.
+            "paho-mqtt>=2",
+            "types-protobuf",
         ],
     },
     entry_points={"console_scripts": ["otszmq = otszmq.cli:main"]},

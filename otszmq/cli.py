@@ -24,6 +24,7 @@ COMMANDS = {
     "store": "run the store: write what the workers parsed into SQLite or PostgreSQL",
     "stats": "print a live snapshot of a running node's counters",
     "api": "run the HTTP API (Marti and /api) under gunicorn",
+    "bridge": "run the RabbitMQ bridge: OTS-layout mirror, inbound CoT, federation",
     "user": "manage users: otszmq user add NAME [--password P] [--admin] [--in G,..] [--out G,..]",
     "token": "issue an enrollment token: otszmq token issue NAME [--uses N] [--hours H] "
              "[--host H]",
@@ -125,6 +126,10 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
         from otszmq.store.main import run as run_store
 
         return run_store(settings)
+    if command == "bridge":
+        from otszmq.bridge.main import run as run_bridge
+
+        return run_bridge(settings)
     if command == "api":
         from otszmq.api.main import run as run_api
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
+import re
+import socket
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from otszmq.errors import ConfigError
 
 ENV_PREFIX = "OTSZMQ_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SERVER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 # Which commands take a setting. `serve` starts every stage, so it takes them all.
 _NODE = frozenset(
@@ -35,6 +39,7 @@ _STORE = frozenset({"serve", "store"})
 _API = frozenset({"serve", "api"})
 # Who injects server-made events (otszmq.inject), and ingest, which takes them.
 _INJECT = frozenset({"serve", "ingest", "api", "bridge"})
+_BRIDGE = frozenset({"serve", "bridge"})
 
 
 def _opt(default: Any, help_text: str, commands: frozenset[str], *, hidden: bool = False) -> Any:
@@ -59,7 +64,7 @@ class Settings:
     ingest_processes: int = _opt(
         1, "ingest processes sharing the client ports (SO_REUSEPORT)", _INGEST | _WORKER
     )
-    max_event_size: int = _opt(1 << 20, "largest accepted event, bytes", _INGEST)
+    max_event_size: int = _opt(1 << 20, "largest accepted event, bytes", _INGEST | _BRIDGE)
     idle_timeout: float = _opt(300.0, "close a client silent this long, seconds", _INGEST)
     client_queue_bytes: int = _opt(
         4 << 20, "outbound backlog bound per client, bytes", _INGEST
@@ -130,6 +135,69 @@ class Settings:
     api_token_hours: float = _opt(
         24.0, "hours an admin API login token (POST /api/login) stays valid", _API
     )
+    # -- RabbitMQ bridge (otszmq/bridge) --
+    amqp_url: str = _opt(
+        "", "RabbitMQ URL amqp://USER:PASSWORD@HOST:PORT/VHOST for the bridge (empty: no bridge, "
+        "nothing of RabbitMQ is needed)", _BRIDGE,
+    )
+    server_id: str = _opt(
+        "", "this server's id in federation (default: host name plus a hash of the data dir)",
+        _BRIDGE,
+    )
+    amqp_federation_exchange: str = _opt(
+        "otszmq-federation", "topic exchange federated servers exchange events on", _BRIDGE
+    )
+    amqp_federated_groups: tuple[str, ...] = _opt(
+        (), "comma-separated groups whose events federate (*: all; empty: none)", _BRIDGE
+    )
+    amqp_inbound_exchange: str = _opt(
+        "cot_parser", "direct exchange others publish CoT into (OTS's cot_parser shape)", _BRIDGE
+    )
+    amqp_inbound_queue: str = _opt(
+        "cot_parser", "queue the bridge consumes from the inbound exchange (routing key: the "
+        "same name)", _BRIDGE,
+    )
+    amqp_inbound_groups: tuple[str, ...] = _opt(
+        ("__ANON__",), "groups inbound events are written to when the message names none",
+        _BRIDGE,
+    )
+    amqp_mirror: bool = _opt(
+        True, "mirror routed events to OTS's firehose/groups/dms/missions exchanges", _BRIDGE
+    )
+    amqp_mirror_federated: bool = _opt(
+        False, "also mirror events that came from other servers (for servers that do not "
+        "share one broker)", _BRIDGE,
+    )
+    amqp_buffer: int = _opt(
+        10_000, "events held for RabbitMQ while it is slow or away; then the oldest are "
+        "dropped and counted", _BRIDGE,
+    )
+    bridge_nice: int = _opt(
+        10, "CPU niceness the bridge adds to itself, so routing gets the CPU first (0: none)",
+        _BRIDGE,
+    )
+    # -- Meshtastic over RabbitMQ's MQTT plugin (otszmq/bridge/meshtastic) --
+    meshtastic: bool = _opt(
+        False, "bridge Meshtastic radios: gateways publish to RabbitMQ's MQTT plugin (needs "
+        "amqp_url)", _BRIDGE,
+    )
+    meshtastic_root: str = _opt(
+        "msh/US", "root topic the Meshtastic gateways publish under (msh/US or msh.US)", _BRIDGE
+    )
+    meshtastic_channels: tuple[str, ...] = _opt(
+        ("LongFast:AQ==",), "comma-separated Meshtastic channels NAME:BASE64KEY (AQ==: the "
+        "default key; none: unencrypted); EUDs go out on the first", _BRIDGE,
+    )
+    meshtastic_gateway_id: str = _opt(
+        "otszmq", "gateway id of the envelopes this server sends to the mesh", _BRIDGE
+    )
+    meshtastic_position_interval: float = _opt(
+        30.0, "seconds between two positions of one EUD sent to the mesh", _BRIDGE
+    )
+    meshtastic_group: str = _opt(
+        "__ANON__", "group mesh events are written to; events written to it go to the mesh",
+        _BRIDGE,
+    )
     ready_fd: int = _opt(-1, "file descriptor to write 'ready' to", _NODE, hidden=True)
 
     @property
@@ -169,6 +237,16 @@ class Settings:
     @property
     def worker_count(self) -> int:
         return self.workers or (os.cpu_count() or 1)
+
+    @property
+    def federation_id(self) -> str:
+        """``server_id``, or one derived from the host and data dir: stable across restarts,
+        distinct for two nodes on one host."""
+        if self.server_id:
+            return self.server_id
+        digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:8]
+        host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:40] or "host"
+        return f"{host}-{digest}" if host[0].isalnum() else f"h{host}-{digest}"
 
     @property
     def store_database_url(self) -> str:
@@ -248,6 +326,22 @@ def _validate(settings: Settings) -> None:
     need(len(api_ports) == len(set(api_ports)), "enroll_port",
          "api_port, https_port and enroll_port must differ")
     need(0 < settings.api_token_hours <= 24 * 366, "api_token_hours", "must be > 0 and <= 8784")
+    amqp = settings.amqp_url
+    if amqp and not amqp.startswith(("amqp://", "amqps://")):
+        # NOTE: not quoted back: an AMQP URL may hold a password.
+        raise ConfigError("amqp_url: must start with amqp:// or amqps://")
+    need(not settings.server_id or SERVER_ID.fullmatch(settings.server_id) is not None,
+         "server_id", "must be 1-64 letters, digits, '.', '_' or '-', starting alphanumeric")
+    need(settings.amqp_buffer >= 1, "amqp_buffer", "must be >= 1")
+    need(0 <= settings.bridge_nice <= 19, "bridge_nice", "must be 0-19")
+    need(settings.meshtastic_position_interval > 0, "meshtastic_position_interval", "must be > 0")
+    for mesh_name in ("meshtastic_root", "meshtastic_gateway_id", "meshtastic_group"):
+        value = getattr(settings, mesh_name)
+        need(bool(value) and not any(c in value for c in "#+ "), mesh_name,
+             "must be non-empty, without '#', '+' or spaces")
+    need(bool(settings.meshtastic_channels), "meshtastic_channels", "must name a channel")
+    for exchange in ("amqp_federation_exchange", "amqp_inbound_exchange", "amqp_inbound_queue"):
+        need(bool(getattr(settings, exchange)), exchange, "must not be empty")
     for endpoint_name in ("work_endpoint", "inject_endpoint", "fanout_in", "fanout_out"):
         value = getattr(settings, endpoint_name)
         need(

@@ -54,3 +54,10 @@ class PkiError(OtszmqError):
     """A certificate-authority operation cannot be done: no CA, a wrong passphrase,
     a bad user name, an unknown serial. The message names the problem; nothing was written.
     """
+
+
+class BridgeError(OtszmqError):
+    """The RabbitMQ bridge cannot do its job: the broker refused its credentials or
+    declarations (stops the bridge at its first connect), or one AMQP message is malformed
+    (costs that message: dropped and counted).
+    """

@@ -43,6 +43,13 @@ _API = (
     "bind", "api_port", "api_workers", "upload_max_bytes", "https_port", "enroll_port",
     "tls_handshake_timeout",
 )
+_BRIDGE = (
+    "server_id", "inject_endpoint", "max_event_size", "amqp_federation_exchange",
+    "amqp_federated_groups", "amqp_inbound_exchange", "amqp_inbound_queue", "amqp_inbound_groups",
+    "amqp_mirror", "amqp_mirror_federated", "amqp_buffer", "bridge_nice", "meshtastic",
+    "meshtastic_root", "meshtastic_gateway_id",
+    "meshtastic_position_interval", "meshtastic_group",
+)
 _INGEST = (
     "bind", "tcp_port", "tls_port", "tls_handshake_timeout", "ingest_processes",
     "max_event_size", "idle_timeout", "client_queue_bytes", "slow_client_timeout",
@@ -103,17 +110,28 @@ def build_children(settings: Settings) -> list[Child]:
         children.append(Child("api", 4, [
             *base, "api", *common, "--name", "api", *child_flags(resolved, _API),
         ]))
+    if resolved.amqp_url:
+        # Last: it injects through ingest 0 and mirrors what the workers route. Its URL goes
+        # by environment (child_environment), like the database's.
+        children.append(Child("bridge", 5, [
+            *base, "bridge", *common, "--name", "bridge",
+            *child_flags(dataclasses.replace(resolved, server_id=resolved.federation_id),
+                         _BRIDGE),
+        ]))
     return children
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
-    """The children's environment: ours, plus the database URL.
+    """The children's environment: ours, plus the secrets among the settings.
 
-    NOTE: the URL goes by environment, not argv, because it may hold a password and
-    every local user can read a process's argv (ps).
+    NOTE: the database and broker URLs (which may hold passwords) and the Meshtastic channel
+    keys go by environment, not argv: every local user can read a process's argv (ps).
     """
     env = dict(os.environ)
     env["OTSZMQ_DATABASE_URL"] = settings.store_database_url
+    if settings.amqp_url:
+        env["OTSZMQ_AMQP_URL"] = settings.amqp_url
+        env["OTSZMQ_MESHTASTIC_CHANNELS"] = ",".join(settings.meshtastic_channels)
     return env
 
 
