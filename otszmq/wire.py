@@ -140,6 +140,7 @@ class RoutedHeader(NamedTuple):
     stale: float  # the event's stale time, seconds since the epoch
     evict_uid: str  # t-x-d-d: the uid whose map state must be forgotten, "" if none
     origin: str  # SourceHeader.origin: "" if made on this node
+    sender_uid: str  # SourceHeader.sender_uid: the uid the source speaks as, "" if unknown
 
 
 class InjectHeader(NamedTuple):

@@ -88,7 +88,7 @@ class MirrorPlan:
                     self.federation_exchange, self.server_id, add_tag(event, self.server_id),
                     "application/xml",
                     {HEADER_ORIGIN: self.server_id, HEADER_GROUPS: list(groups),
-                     HEADER_SENDER: header.uid},
+                     HEADER_SENDER: _sender(header)},
                 ))
         return out
 
@@ -101,10 +101,14 @@ def ots_body(sender_uid: str, event: bytes) -> bytes:
     ).encode()
 
 
+def _sender(header: RoutedHeader) -> str:
+    """The uid of the EUD that sent the event (OTS's ``uid``); the event's own uid when the
+    source never announced one (a client's first event, a server-made marker)."""
+    return header.sender_uid or header.uid
+
+
 def _mirror(header: RoutedHeader, event: bytes) -> list[Publication]:
-    # NOTE: the routed header carries the event's uid, not its sender's; for position reports
-    # (most traffic) they are the same.
-    body = ots_body(header.uid, event)
+    body = ots_body(_sender(header), event)
 
     def pub(exchange: str, key: str) -> Publication:
         return Publication(exchange, key, body, "application/json", None, OTS_TTL_MS)

@@ -198,6 +198,7 @@ class WorkerService:
                 decision.mode, decision.flags, source.groups_in, decision.dest_uids,
                 decision.dest_callsigns, decision.missions, event.uid, event.type,
                 event.callsign or "", event.stale_epoch, decision.evict_uid, source.origin,
+                source.sender_uid,
             )
             out += (pack_routed(header), payload)
             counters["events_routed"] += 1
@@ -212,4 +213,5 @@ class WorkerService:
         return pack_routed(RoutedHeader(
             self.config.worker_id, next(self._seq), source.ingest, source.conn, mode,
             RouteFlag.NONE, source.groups_in, (), (), (), "", "", "", 0.0, "", source.origin,
+            source.sender_uid,
         ))

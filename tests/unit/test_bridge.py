@@ -42,9 +42,9 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
 def header(mode: int = RouteMode.BROADCAST, *, groups: tuple[str, ...] = ("__ANON__",),
            origin: str = "", uids: tuple[str, ...] = (), callsigns: tuple[str, ...] = (),
-           missions: tuple[str, ...] = ()) -> RoutedHeader:
+           missions: tuple[str, ...] = (), sender: str = "u1") -> RoutedHeader:
     return RoutedHeader("w", 1, "i", 3, mode, RouteFlag.NONE, groups, uids, callsigns, missions,
-                        "u1", "a-f-G-U-C", "A", 0.0, "", origin)
+                        "u1", "a-f-G-U-C", "A", 0.0, "", origin, sender)
 
 
 # -- flow tags -----------------------------------------------------------------------------
@@ -253,6 +253,16 @@ def test_two_data_dirs_get_two_stable_server_ids() -> None:
 def test_redact_hides_the_password() -> None:
     assert redact("amqp://guest:secret@h:5672/v") == "amqp://guest:***@h:5672/v"
     assert redact("amqp://h/v") == "amqp://h/v"
+
+
+def test_the_mirror_names_the_sender_not_the_item() -> None:
+    # A marker (uid m1) placed by EUD u7: OTS's consumers expect the sender's uid.
+    marker = header(sender="u7")._replace(uid="m1")
+    bodies = {json.loads(p.body)["uid"] for p in plan().publications(marker, SA)}
+    assert bodies == {"u7"}
+    unannounced = header(sender="")
+    bodies = {json.loads(p.body)["uid"] for p in plan().publications(unannounced, SA)}
+    assert bodies == {"u1"}
 
 
 def test_ots_body_is_json_with_the_xml_as_text() -> None:

@@ -46,7 +46,7 @@ def test_source_header_round_trips(kind, ingest, conn, peer, uid, groups_in, ori
 @given(st.tuples(
     texts, st.integers(0, 2**60), texts, st.integers(0, 2**40), modes,
     st.integers(0, 7), groups, groups, groups, groups, texts, texts, texts,
-    st.floats(allow_nan=False), texts, texts,
+    st.floats(allow_nan=False), texts, texts, texts,
 ))
 def test_routed_header_round_trips(fields):
     header = RoutedHeader(*fields)
