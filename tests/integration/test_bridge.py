@@ -85,8 +85,11 @@ def test_mirror_reaches_amqp_consumers_in_ots_shapes(tmp_path: Path) -> None:
             # A direct message is not group traffic (OTS sends it to dms only), and the
             # firehose carries every event exactly once: the SA and the two DMs.
             assert amqp.drain(anon, settle=0.5) == []
-            seen = [json.loads(m.body)["uid"] for m in amqp.drain(firehose, settle=1.0)]
-            assert sorted(seen) == ["dm-1", "dm-2"]
+            bodies = [json.loads(m.body) for m in amqp.drain(firehose, settle=1.0)]
+            assert sorted(b["cot"].split('uid="', 1)[1].split('"', 1)[0] for b in bodies) == [
+                "dm-1", "dm-2"]
+            # OTS's "uid" is the sender's, not the item's: alpha sent both.
+            assert {b["uid"] for b in bodies} == {"uid-alpha"}
 
 
 def test_inbound_message_reaches_a_connected_eud(tmp_path: Path) -> None:
