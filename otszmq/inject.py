@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HWM = 10_000
 """Messages queued toward ingest while it is slow or restarting, then sends are refused."""
+DROP_LOG_INTERVAL = 10.0
+"""Seconds between two warnings about refused sends."""
+
 FIRST_CONNECT_WAIT_MS = 1000
 """How long the first send of a process waits for the connection to ingest to come up."""
 
@@ -50,6 +54,9 @@ class Injector:
         self.source = source
         self._hwm = hwm
         self._lock = threading.Lock()
+        self.dropped = 0  # sends refused (no ingest, or its queue full), for the caller's counters
+        self._unlogged = 0
+        self._last_log = -DROP_LOG_INTERVAL
         self._pid = 0
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._socket: zmq.Socket[bytes] | None = None
@@ -103,10 +110,19 @@ class Injector:
             try:
                 self._connected().send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:
-                log.warning("%s: no ingest accepting at %s: message dropped",
-                            self.source, self.endpoint)
+                self._dropped(time.monotonic())
                 return False
         return True
+
+    def _dropped(self, now: float) -> None:
+        """Count a refused send; log the first, then a tally at most every DROP_LOG_INTERVAL
+        (a busy bridge would otherwise log a line per event while ingest restarts)."""
+        self.dropped += 1
+        self._unlogged += 1
+        if now - self._last_log >= DROP_LOG_INTERVAL:
+            log.warning("%s: no ingest accepting at %s: %d message(s) dropped (%d in all)",
+                        self.source, self.endpoint, self._unlogged, self.dropped)
+            self._last_log, self._unlogged = now, 0
 
     def close(self) -> None:
         with self._lock:
