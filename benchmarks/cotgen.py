@@ -2,12 +2,14 @@
 
 Every measured event carries one fixed-width detail element,
 
-    <__bench run="1f2e3d4c" src="0003" seq="000000012" t="000000123456"/>
+    <__bench run="1f2e3d4c" seq="000000012" src="0003" t="000000123456"/>
 
-(run id, sender index, per-sender sequence number, send time in microseconds since the run's epoch
+(run id, per-sender sequence number, sender index, send time in microseconds since the run's epoch
 on the monotonic clock). The run id keeps another run's events on the same server out of the count.
 Fixed widths let a receiver pull the fields out of a whole read with a single `re.findall` in C and
-decode them later, after the measured window, without parsing XML.
+decode them later, after the measured window, without parsing XML. The attributes are in
+alphabetical order because that is how a server that re-serializes the XML writes them
+(OpenTAKServer's BeautifulSoup does); a server that forwards the bytes keeps any order.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ SEQ_DIGITS = 9
 T_DIGITS = 12
 MAX_CLIENTS = 10**SRC_DIGITS
 
-RECORD = rb'src="\d{%d}" seq="\d{%d}" t="\d{%d}"' % (SRC_DIGITS, SEQ_DIGITS, T_DIGITS)
-# Splitting a blob of records on b'"' gives 6 fields per record: src=, SRC, seq=, SEQ, t=, T.
+RECORD = rb'seq="\d{%d}" src="\d{%d}" t="\d{%d}"' % (SEQ_DIGITS, SRC_DIGITS, T_DIGITS)
+# Splitting a blob of records on b'"' gives 6 fields per record: seq=, SEQ, src=, SRC, t=, T.
 RECORD_FIELDS = 6
-RECORD_LEN = len(b'src="" seq="" t=""') + SRC_DIGITS + SEQ_DIGITS + T_DIGITS
+SEQ_FIELD, SRC_FIELD, T_FIELD = 1, 3, 5
+RECORD_LEN = len(b'seq="" src="" t=""') + SEQ_DIGITS + SRC_DIGITS + T_DIGITS
 
 STALE_AFTER = timedelta(minutes=2)
 # A 4.10 ATAK CIV on a Samsung, as seen in real SA traffic.
@@ -65,8 +68,15 @@ def _iso(moment: datetime) -> bytes:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3].encode("ascii") + b"Z"
 
 
+def callsign(run_id: str, index: int) -> bytes:
+    """Client `index`'s callsign, unique per run: a server that keeps a table of callsigns from
+    earlier connections (OpenTAKServer refuses a new uid whose callsign it already has, and then
+    drops all its CoT) sees a new one every run. Not the uid, which a server may key queues by."""
+    return b"BENCH-%0*d-%s" % (SRC_DIGITS, index, run_id.encode("ascii"))
+
+
 def bench_record(src: int, seq: int, t_us: int) -> bytes:
-    return b'src="%04d" seq="%09d" t="%012d"' % (src, seq, t_us)
+    return b'seq="%09d" src="%04d" t="%012d"' % (seq, src, t_us)
 
 
 class SaFactory:
@@ -80,7 +90,7 @@ class SaFactory:
         self.index = index
         self._bench_head = b'<__bench run="%s" ' % run_id.encode("ascii")
         self.uid = uid_prefix(run_id) + b"%0*d" % (SRC_DIGITS, index)
-        self.callsign = b"BENCH-%0*d" % (SRC_DIGITS, index)
+        self.callsign = callsign(run_id, index)
         self._type = cot_type.encode("ascii")
         # Spread the clients over a few km so they are not all one dot on a map.
         lat = 38.8895 + 0.001 * (index % 100)

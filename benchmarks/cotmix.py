@@ -25,7 +25,7 @@ class ChatFactory:
         self.index = index
         self._run_id = run_id
         self._uid = cotgen.uid_prefix(run_id) + b"%0*d" % (cotgen.SRC_DIGITS, index)
-        self._callsign = b"BENCH-%0*d" % (cotgen.SRC_DIGITS, index)
+        self._callsign = cotgen.callsign(run_id, index)
         self._bench_head = b'<__bench run="%s" ' % run_id.encode("ascii")
         self._point = (
             b'<point lat="38.889500" lon="-77.035300" hae="12.5" ce="9.9" le="9999999.0"/>'
@@ -33,7 +33,7 @@ class ChatFactory:
 
     def event(self, time_: bytes, stale: bytes, seq: int, t_us: int, dst: int) -> bytes:
         to_uid = cotgen.uid_prefix(self._run_id) + b"%0*d" % (cotgen.SRC_DIGITS, dst)
-        to_callsign = b"BENCH-%0*d" % (cotgen.SRC_DIGITS, dst)
+        to_callsign = cotgen.callsign(self._run_id, dst)
         message_id = b"%s-%09d" % (self._uid, seq)
         return (
             b'<event version="2.0" uid="GeoChat.%s.%s.%s" type="b-t-f" time="%s" start="%s" '

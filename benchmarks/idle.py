@@ -127,7 +127,12 @@ async def open_all(
 async def run(cfg: IdleConfig) -> Json:
     started_at = datetime.now(UTC)
     fd_limit = procstat.raise_fd_limit(cfg.clients + 256)
-    pids = cfg.endpoint.server_pids
+    roots, tree = cfg.endpoint.server_pids, cfg.endpoint.server_tree
+
+    def server() -> tuple[int, ...]:
+        # NOTE: asked again at each reading: a forking server has one more process per client.
+        return procstat.server_processes(roots, tree)
+
     tls = client_context(cfg.endpoint.tls) if cfg.endpoint.tls else None
     run_id = secrets.token_hex(4)
     times = cotgen.cot_times(started_at)
@@ -136,10 +141,11 @@ async def run(cfg: IdleConfig) -> Json:
         if cfg.announce
         else []
     )
-    fds_before = server_fds(pids, cfg.clients)
-    first_kb, _ = procstat.rss_kb(pids)
+    fds_before = server_fds(server(), cfg.clients)
+    first_kb, _ = procstat.rss_kb(server())
     await asyncio.sleep(BASELINE_WAIT_S)
-    before_kb, before_per_pid = procstat.rss_kb(pids)
+    before_kb, before_per_pid = procstat.rss_kb(server())
+    before_pss_kb = procstat.pss_kb_total(server())
     closing = [False]
     clients = [IdleClient(closing) for _ in range(cfg.clients)]
     began = time.monotonic()
@@ -148,10 +154,11 @@ async def run(cfg: IdleConfig) -> Json:
     samples: list[int] = []
     hold_until = time.monotonic() + cfg.hold
     while time.monotonic() < hold_until:
-        samples.append(procstat.rss_kb(pids)[0])
+        samples.append(procstat.rss_kb(server())[0])
         await asyncio.sleep(SAMPLE_EVERY_S)
-    after_kb, after_per_pid = procstat.rss_kb(pids)
-    fds_after = server_fds(pids, cfg.clients)
+    after_kb, after_per_pid = procstat.rss_kb(server())
+    after_pss_kb = procstat.pss_kb_total(server())
+    fds_after = server_fds(server(), cfg.clients)
     generator_kb = procstat.self_max_rss_kb()
     held = sum(1 for client in clients if client.transport is not None)
     closing[0] = True
@@ -159,7 +166,7 @@ async def run(cfg: IdleConfig) -> Json:
         if client.transport is not None:
             client.transport.close()
     await asyncio.sleep(cfg.after_close)
-    closed_kb, _ = procstat.rss_kb(pids)
+    closed_kb, _ = procstat.rss_kb(server())
     lost = [f"client {i}: {c.lost}" for i, c in enumerate(clients) if c.lost]
     delta_kb = after_kb - before_kb
     return {
@@ -177,7 +184,8 @@ async def run(cfg: IdleConfig) -> Json:
             "concurrency": cfg.concurrency,
             "announce": cfg.announce,
             "after_close": cfg.after_close,
-            "server_pids": list(pids),
+            "server_pids": list(roots),
+            "server_tree": tree,
         },
         "fd_limit": fd_limit,
         "connections": {
@@ -198,8 +206,15 @@ async def run(cfg: IdleConfig) -> Json:
             "before_per_pid": {str(pid): kb for pid, kb in before_per_pid.items()},
             "after_per_pid": {str(pid): kb for pid, kb in after_per_pid.items()},
         },
+        # RSS counts the pages forks share once per process; PSS divides them among the sharers.
+        "server_pss_kb": {"before": before_pss_kb, "after": after_pss_kb},
         "per_connection": {
-            "server_rss_kib": round(delta_kb / held, 2) if held and pids else None,
+            "server_rss_kib": round(delta_kb / held, 2) if held and roots else None,
+            "server_pss_kib": (
+                round((after_pss_kb - before_pss_kb) / held, 2)
+                if held and after_pss_kb is not None and before_pss_kb is not None
+                else None
+            ),
             "generator_rss_max_kib": round(generator_kb / held, 2) if held else None,
         },
         "server_fds": {"before": fds_before, "after": fds_after},

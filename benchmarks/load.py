@@ -40,9 +40,9 @@ from typing import Any, cast
 
 import uvloop
 
-from benchmarks import cotgen, cotmix, options, procstat, results
+from benchmarks import cotgen, cotmix, procstat, results
 from benchmarks.loadsummary import summary
-from benchmarks.options import add_load_flags, load_config_from
+from benchmarks.options import LoadConfig, add_load_flags, load_config_from
 from benchmarks.scenarios import Kind, Plan, Sender
 from benchmarks.tls import TlsConfigError, client_context
 
@@ -56,10 +56,6 @@ PROBE_EVERY_S = 0.25
 # During the settle each client repeats its SA this often, as ATAK does, so that an announcement
 # sent before the server had registered every connection is made up for.
 ANNOUNCE_EVERY_S = 0.2
-
-
-# NOTE: still reachable as benchmarks.load.LoadConfig, which benchmarks/peers/load_peer.py uses.
-LoadConfig = options.LoadConfig
 
 
 class BenchError(Exception):
@@ -120,8 +116,6 @@ class BenchClient(asyncio.Protocol):
     ) -> None:
         self.factory = factory
         self.sender = sender
-        # NOTE: the TLS context travels on the client, so `connect(cfg, client)` keeps the
-        # signature that benchmarks/peers/load_peer.py wraps.
         self.tls = tls
         self.pongs = 0
         self._count_pongs = count_pongs
@@ -401,7 +395,7 @@ async def run(cfg: LoadConfig) -> Json:
         )
     try:
         settled = await settle_all(cfg, clients, settle)
-        probe = procstat.WindowProbe(cfg.server_pids)
+        probe = procstat.WindowProbe(cfg.server_pids, cfg.server_tree)
         with gc_paused():
             paced = await Pacer(cfg, clients, probe, epoch_ns).run()
             drain = await drain_all(cfg, counter, expected_total(plan, paced))

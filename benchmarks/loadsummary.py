@@ -28,8 +28,9 @@ def summary(result: Json) -> str:
     ]
     if server is not None:
         lines.append(
-            f"server CPU {server['cpu_percent_total']}%  RSS {server['rss_kb_total']} kB  "
-            + " ".join(f"[{p['pid']}: {p.get('cpu_percent')}%]" for p in server["pids"])
+            f"server {server['processes']} processes  CPU {server['cpu_percent_total']}%  "
+            f"RSS {server['rss_kb_total']} kB  PSS {server['pss_kb_total']} kB  "
+            + " ".join(f"[{p['pid']}: {p.get('cpu_percent')}%]" for p in server["pids"][:20])
         )
     pings = result["pings"]
     if pings["sent"]:

@@ -29,6 +29,8 @@ class Endpoint:
     tls: TlsFiles | None = None
     connect_timeout: float = 5.0
     server_pids: tuple[int, ...] = ()
+    # Measure the --server-pids and all their descendants, found again at every sample.
+    server_tree: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class LoadConfig:
     announce_delay: float = 0.0
     announce_every: float | None = None
     tls: TlsFiles | None = None
+    server_tree: bool = False
 
 
 def add_endpoint_flags(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +65,10 @@ def add_endpoint_flags(parser: argparse.ArgumentParser) -> None:
     add("--host", default="127.0.0.1", help="server address; loopback only")
     add("--port", type=int, default=8088)
     add("--connect-timeout", type=float, default=5.0, help="per connection, s")
-    add("--server-pids", default="", help="comma-separated PIDs to sample CPU%% and RSS of")
+    add("--server-pids", default="", help="comma-separated PIDs to sample CPU%%, RSS and PSS of")
+    add("--server-tree", action="store_true",
+        help="measure the --server-pids and all their descendants, looked for again at every "
+             "sample (for a server that forks a process per client, as OpenTAKServer does)")
     add("--tls", action="store_true", help="connect over mutual TLS (needs --cert/--key/--ca)")
     add("--cert", help="client certificate, PEM")
     add("--key", help="client private key, PEM")
@@ -88,7 +94,9 @@ def endpoint_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error("--port: must be 1..65535")
     if args.connect_timeout <= 0:
         parser.error("--connect-timeout: must be > 0")
-    return Endpoint(args.host, args.port, tls, args.connect_timeout, pids)
+    if args.server_tree and not pids:
+        parser.error("--server-tree: needs --server-pids (the roots of the tree)")
+    return Endpoint(args.host, args.port, tls, args.connect_timeout, pids, args.server_tree)
 
 
 def is_loopback(host: str) -> bool:
@@ -149,6 +157,7 @@ def load_config_from(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         announce_delay=args.announce_delay,
         announce_every=args.announce_every,
         tls=endpoint.tls,
+        server_tree=endpoint.server_tree,
     )
     problem = validate(cfg)
     if problem:

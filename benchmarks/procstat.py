@@ -135,11 +135,16 @@ class ProcWatch:
 class WindowProbe:
     """Samples this process and the server's processes at the edges of the measured window.
 
-    CPU% is 100 per fully busy core, so a single-threaded process tops out at 100.
+    CPU% is 100 per fully busy core, so a single-threaded process tops out at 100. With
+    `follow_children` the server is `server_pids` and all their descendants, looked for again at
+    every sample: a server that forks a process per client (OpenTAKServer) forks while the run
+    connects, after the PIDs were given.
     """
 
     server_pids: tuple[int, ...]
+    follow_children: bool = False
     watches: list[ProcWatch] = field(default_factory=list)
+    pss_kb: dict[int, int] = field(default_factory=dict)
     self_start: tuple[float, float] | None = None
     self_stop: tuple[float, float] | None = None
     system_start: tuple[float, float] | None = None
@@ -155,17 +160,28 @@ class WindowProbe:
         self.others_start = other_processes_cpu(self._ours())
 
     def _ours(self) -> set[int]:
-        return {os.getpid(), os.getppid(), *self.server_pids}
+        return {os.getpid(), os.getppid(), *self.server_pids, *(w.pid for w in self.watches)}
 
     def sample(self) -> None:
+        if self.follow_children:
+            known = {watch.pid for watch in self.watches}
+            self.watches += [
+                ProcWatch(pid) for pid in process_tree(self.server_pids) if pid not in known
+            ]
         for watch in self.watches:
-            watch.sample()
+            if not watch.gone:
+                watch.sample()
 
     def stop(self) -> None:
         self.self_stop = (time.monotonic(), self_cpu_seconds())
         self.system_stop = system_cpu_seconds()
         self.others_stop = other_processes_cpu(self._ours())
         self.sample()
+        # NOTE: read once, at the end: smaps_rollup walks the page tables of the whole process.
+        self.pss_kb = {
+            watch.pid: kb for watch in self.watches
+            if not watch.gone and (kb := read_pss_kb(watch.pid)) is not None
+        }
 
     def generator_result(self) -> Json:
         cpu_percent = None
@@ -216,12 +232,19 @@ class WindowProbe:
     def server_result(self) -> Json:
         per_pid = [watch.result() for watch in self.watches]
         found = [entry for entry in per_pid if entry["found"]]
+        for entry in found:
+            entry["pss_kb"] = self.pss_kb.get(entry["pid"])
         return {
+            "follow_children": self.follow_children,
+            "processes": len(found),
+            "processes_at_end": sum(1 for entry in found if not entry["exited_during_window"]),
             "pids": per_pid,
             "cpu_percent_total": (
                 round(sum(entry["cpu_percent"] or 0.0 for entry in found), 1) if found else None
             ),
             "rss_kb_total": sum(entry["rss_kb"] for entry in found) if found else None,
+            # RSS counts pages shared between forks once per process; PSS divides them up.
+            "pss_kb_total": sum(self.pss_kb.values()) if self.pss_kb else None,
             "cpu_seconds_total": (
                 round(sum(entry["cpu_seconds"] for entry in found), 3) if found else None
             ),
@@ -264,6 +287,31 @@ def fd_limit(pid: int) -> int | None:
             soft = line.split()[3]
             return int(soft) if soft.isdigit() else None
     return None
+
+
+def read_pss_kb(pid: int) -> int | None:
+    """Proportional set size of `pid` (shared pages divided among their users), kB; None when
+    the process is gone or its smaps_rollup cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return None
+
+
+def server_processes(roots: tuple[int, ...], follow_children: bool) -> tuple[int, ...]:
+    """The processes to measure: `roots`, or with `follow_children` the roots and every
+    descendant they have now."""
+    return tuple(process_tree(roots)) if follow_children else roots
+
+
+def pss_kb_total(pids: tuple[int, ...]) -> int | None:
+    """Summed PSS of the processes among `pids` that can be read; None if none can."""
+    found = [kb for pid in pids if (kb := read_pss_kb(pid)) is not None]
+    return sum(found) if found else None
 
 
 def rss_kb(pids: tuple[int, ...]) -> tuple[int, dict[int, int]]:

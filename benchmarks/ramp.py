@@ -11,6 +11,12 @@ are within --precision of each other or --max-steps is used up. The max sustaina
 best passing rate. Unless --no-half, one more step at half that rate gives the latency of a server
 with headroom. Every step's full result is in the JSON on stdout; a line per step on stderr.
 
+For a server with a cliff rather than a slope (taky, OpenTAKServer), `--end-on-collapse RATIO` ends
+the search at a step that delivers less than RATIO of what it owed once a lower rate has passed:
+every higher rate collapses the same way, and each collapse leaves a backlog the server works on
+long after. `--between-steps COMMAND` runs a command after every step (OpenTAKServer's
+`benchmarks/peers/ots/clean.sh RUN_DIR`, which waits out its queue and deletes stale queues).
+
 On a shared machine a failed step is run once more when other processes used a sizeable share of
 the CPU during it (`--disturbed-retries`); both attempts are kept, the last one counts. Each step
 says what limited it (`limited_by`): the generator (its core saturated), the cores (the generator
@@ -29,6 +35,8 @@ if __name__ == "__main__" and not __package__:
 import argparse
 import json
 import math
+import shlex
+import subprocess
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -63,6 +71,11 @@ class RampConfig:
     half: bool = True
     pause: float = 1.0
     disturbed_retries: int = 1
+    # A failing step that delivered less than this share of what it owed ends the search once a
+    # lower rate has passed; 0: never.
+    end_on_collapse: float = 0.0
+    # Run after every step, split like a shell command line (no shell); empty: nothing.
+    between_steps: str = ""
 
 
 def judge(result: Json) -> list[str]:
@@ -114,6 +127,8 @@ def row(result: Json) -> Json:
         "max_ms": result["latency_ms"]["max"],
         "server_cpu_percent": server.get("cpu_percent_total"),
         "server_rss_kb": server.get("rss_kb_total"),
+        "server_pss_kb": server.get("pss_kb_total"),
+        "server_processes": server.get("processes"),
         "generator_cpu_percent": result["generator"]["cpu_percent"],
         "system_busy_percent": result["system"]["cpu_busy_percent"],
         "other_processes_cpu_percent": result["system"].get("other_processes_cpu_percent"),
@@ -188,12 +203,13 @@ IDLE_WINDOW_S = 0.5  # ...over a window this long
 IDLE_TIMEOUT_S = 60.0
 
 
-def wait_until_idle(pids: list[int]) -> float:
+def wait_until_idle(cfg: LoadConfig) -> float:
     """Wait until the server has worked off what the last step left queued; seconds waited.
 
     NOTE: an overloaded step leaves seconds of buffered events in the server; without
     this the next step measures that backlog, not its own rate. Bounded by IDLE_TIMEOUT_S.
     """
+    pids = procstat.server_processes(cfg.server_pids, cfg.server_tree)
     started = time.monotonic()
     while pids and time.monotonic() - started < IDLE_TIMEOUT_S:
         before = [procstat.read_proc(pid) for pid in pids]
@@ -204,6 +220,42 @@ def wait_until_idle(pids: list[int]) -> float:
         if used / IDLE_WINDOW_S < IDLE_CPU_CORES:
             break
     return time.monotonic() - started
+
+
+BETWEEN_STEPS_TIMEOUT_S = 600.0
+
+
+def run_between_steps(command: str) -> Json | None:
+    """Runs --between-steps; what it did, for the step's record (None without one)."""
+    if not command:
+        return None
+    began = time.monotonic()
+    try:
+        done = subprocess.run(
+            shlex.split(command), capture_output=True, text=True,
+            timeout=BETWEEN_STEPS_TIMEOUT_S, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        progress(f"  --between-steps failed: {exc}", True)
+        return {"returncode": None, "seconds": round(time.monotonic() - began, 1),
+                "error": str(exc)}  # fmt: skip
+    if done.returncode != 0:
+        progress(f"  --between-steps exited {done.returncode}: {done.stderr.strip()[-300:]}", True)
+    return {
+        "returncode": done.returncode,
+        "seconds": round(time.monotonic() - began, 1),
+        "output": (done.stdout + done.stderr).strip()[-500:],
+    }
+
+
+def collapsed(cfg: RampConfig, result: Json, search: Search) -> bool:
+    """A step far below the delivery criterion above a rate that passed: the search ends."""
+    ratio = result["delivery"]["delivery_ratio"]
+    return (
+        cfg.end_on_collapse > 0
+        and search.best is not None
+        and (ratio is None or ratio < cfg.end_on_collapse)
+    )
 
 
 def step(cfg: RampConfig, rate: float) -> Json:
@@ -225,6 +277,7 @@ def run(cfg: RampConfig) -> Json:
         steps.append({"rate": rate, "passed": not reasons, "reasons": reasons,
                       "row": row(result), "result": result})
         progress(describe(len(steps), result, reasons), True)
+        steps[-1]["between_steps"] = run_between_steps(cfg.between_steps)
         attempts += 1
         if reasons and disturbed(result) and attempts <= cfg.disturbed_retries:
             retries += 1
@@ -233,17 +286,22 @@ def run(cfg: RampConfig) -> Json:
             continue
         attempts = 0
         search.record(rate, not reasons)
+        if reasons and collapsed(cfg, result, search):
+            steps[-1]["ended_search"] = f"delivered < {cfg.end_on_collapse:.0%} (--end-on-collapse)"
+            progress(f"  collapsed above a passing rate: {steps[-1]['ended_search']}", True)
+            break
         rate = search.next_rate(rate)
         if rate is not None:
             time.sleep(cfg.pause if not reasons else max(cfg.pause, PAUSE_AFTER_FAIL_S))
-            steps[-1]["idle_wait_s"] = round(wait_until_idle(list(cfg.load.server_pids)), 2)
+            steps[-1]["idle_wait_s"] = round(wait_until_idle(cfg.load), 2)
     at_half: Json | None = None
     if cfg.half and search.best is not None:
-        wait_until_idle(list(cfg.load.server_pids))
+        wait_until_idle(cfg.load)
         half = _round3(search.best / 2)
         progress(f"  half     {half:>9.0f}/s  running...", False)
         result = step(cfg, half)
-        at_half = {"rate": half, "reasons": judge(result), "row": row(result), "result": result}
+        at_half = {"rate": half, "reasons": judge(result), "row": row(result), "result": result,
+                   "between_steps": run_between_steps(cfg.between_steps)}
         progress(describe(0, result, at_half["reasons"]).replace("step  0", "half   "), True)
     failing = [
         s for s in steps
@@ -296,6 +354,14 @@ def parse_args(argv: list[str]) -> tuple[RampConfig, bool]:
     add("--no-half", action="store_true", help="skip the step at half the max rate")
     add("--disturbed-retries", type=int, default=1,
         help="run a failed step again this many times when other processes disturbed it")
+    add("--min-rate", type=float, default=10.0,
+        help="while the first steps fail the rate halves, but never below this, events/s")
+    add("--end-on-collapse", type=float, default=0.0, metavar="RATIO",
+        help="end the search at a failing step that delivered less than RATIO (0..1) of what it "
+             "owed, once a lower rate has passed (a server with a cliff); 0: never (default)")
+    add("--between-steps", default="", metavar="COMMAND",
+        help="run COMMAND (split like a shell line, no shell) after every step, e.g. a peer's "
+             "clean-up script; its exit status and time are kept with the step")
     args = parser.parse_args(argv)
     loaded = load_config_from(parser, args)
     if not is_rate_scenario(loaded.scenario):
@@ -305,6 +371,14 @@ def parse_args(argv: list[str]) -> tuple[RampConfig, bool]:
         parser.error("--start-rate: must be > 0 and <= --max-rate")
     if args.max_steps < 1 or args.precision <= 0 or args.pause < 0 or args.disturbed_retries < 0:
         parser.error("--max-steps must be >= 1, --precision > 0, --pause and retries >= 0")
+    if not 0 < args.min_rate <= start:
+        parser.error("--min-rate: must be > 0 and <= --start-rate")
+    if not 0 <= args.end_on_collapse <= 1:
+        parser.error("--end-on-collapse: must be 0..1")
+    try:
+        shlex.split(args.between_steps)
+    except ValueError as exc:
+        parser.error(f"--between-steps: {exc}")
     cfg = RampConfig(
         load=loaded,
         start_rate=start,
@@ -314,6 +388,9 @@ def parse_args(argv: list[str]) -> tuple[RampConfig, bool]:
         half=not args.no_half,
         pause=args.pause,
         disturbed_retries=args.disturbed_retries,
+        min_rate=args.min_rate,
+        end_on_collapse=args.end_on_collapse,
+        between_steps=args.between_steps,
     )
     return cfg, bool(args.json)
 

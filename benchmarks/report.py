@@ -42,6 +42,11 @@ def num(value: Any, digits: int = 0) -> str:
     return str(value)
 
 
+def events_per_s(value: Any) -> str:
+    """An events/s rate: whole numbers, but a decimal below 10 (OpenTAKServer's 2.5/s)."""
+    return num(value, 1 if isinstance(value, int | float) and 0 < value < 10 else 0)
+
+
 def mib(kb: Any) -> str:
     return DASH if kb is None else f"{kb / 1024:,.0f}"
 
@@ -65,13 +70,32 @@ def _ok(run: Json) -> Json | None:
     return result if isinstance(result, dict) else None
 
 
+def _clients(run: Json) -> str:
+    """The client count, marked when the server ran fewer than asked (see the notes)."""
+    return f"{run['clients']} (capped)" if run.get("note") else str(run["clients"])
+
+
+def _missing(run: Json, header: list[str]) -> list[str]:
+    """The row of a run without a result, saying why: skipped (and the reason) or failed."""
+    why = f"skipped: {run['skipped']}" if run.get("skipped") else "failed: " + _first_line(run)
+    return [run["server"], _clients(run), why] + [DASH] * (len(header) - 3)
+
+
+def notes(records: list[Json]) -> list[str]:
+    """Why a server ran fewer clients than asked, and what else its rows need said (once)."""
+    lines = [f"- {run['server']}: {run['note']}." for run in records if run.get("note")]
+    lines += dict.fromkeys(
+        f"- {run['server']}: {run['caveat']}." for run in records if run.get("caveat")
+    )
+    return lines + ([""] if lines else [])
+
+
 def ramp_rows(records: list[Json]) -> list[list[str]]:
     rows = []
     for run in records:
         result = _ok(run)
         if result is None:
-            rows.append([run["server"], str(run["clients"]), "failed: " + _first_line(run)]
-                        + [DASH] * 8)
+            rows.append(_missing(run, RAMP_HEADER))
             continue
         at_max = result.get("at_max") or {}
         half = (result.get("at_half") or {}).get("row") or {}
@@ -79,15 +103,16 @@ def ramp_rows(records: list[Json]) -> list[list[str]]:
         others = [s["row"].get("other_processes_cpu_percent") or 0.0 for s in result["steps"]]
         rows.append([
             run["server"],
-            str(run["clients"]),
-            num(result["max_sustainable_rate"]),
+            _clients(run),
+            events_per_s(result["max_sustainable_rate"]),
             num(at_max.get("deliveries_per_s")),
             f"{num(half.get('p50_ms'), 1)} / {num(half.get('p99_ms'), 1)}",
             num(at_max.get("server_cpu_percent")),
             mib(at_max.get("server_rss_kb")),
+            mib(at_max.get("server_pss_kb")),
             num(at_max.get("generator_cpu_percent")),
             num(at_max.get("misdelivered")),
-            num(result.get("lowest_failing_rate")) + (f" ({limit})" if limit else ""),
+            events_per_s(result.get("lowest_failing_rate")) + (f" ({limit})" if limit else ""),
             num(max(others, default=None)),
         ])
     return rows
@@ -95,7 +120,8 @@ def ramp_rows(records: list[Json]) -> list[list[str]]:
 
 RAMP_HEADER = [
     "server", "clients", "max sustainable events/s", "deliveries/s at max",
-    "p50 / p99 ms at half rate", "server CPU % at max", "server RSS MiB", "generator CPU %",
+    "p50 / p99 ms at half rate", "server CPU % at max", "server RSS MiB", "server PSS MiB",
+    "generator CPU %",
     "misdelivered at max", "first failing rate (limit)", "others' CPU % (max)",
 ]  # fmt: skip
 
@@ -114,9 +140,20 @@ def ratio_lines(records: list[Json]) -> list[str]:
     for (server, clients), rate in sorted(best.items()):
         relay = best.get(("relay", clients))
         if server != "relay" and rate and relay:
-            lines.append(f"- {clients} clients: {server} / relay = **{rate / relay:.0%}** "
+            lines.append(f"- {clients} clients: {server} / relay = **{_percent(rate / relay)}** "
                          f"({num(rate)} / {num(relay)} events/s)")
     return lines + ([""] if lines else [])
+
+
+TAKSERVER_HEADER = [
+    "server", "clients", "sent/s", "lost", "p50 / p99 / max ms", "pongs / pings", "server CPU %",
+    "server RSS MiB", "server PSS MiB", "settled", "errors",
+]  # fmt: skip
+
+
+def _percent(ratio: float) -> str:
+    """A ratio as a percentage with enough digits that a small one does not read as 0%."""
+    return f"{ratio:.0%}" if ratio >= 0.095 else f"{ratio:.2%}"
 
 
 def takserver_rows(records: list[Json]) -> list[list[str]]:
@@ -124,21 +161,27 @@ def takserver_rows(records: list[Json]) -> list[list[str]]:
     for run in records:
         result = _ok(run)
         if result is None:
-            rows.append([run["server"], str(run["clients"]), "failed: " + _first_line(run)]
-                        + [DASH] * 7)
+            rows.append(_missing(run, TAKSERVER_HEADER))
             continue
         send, delivery, latency = result["send"], result["delivery"], result["latency_ms"]
         server, pings = result.get("server") or {}, result["pings"]
         rows.append([
-            run["server"], str(run["clients"]), num(send["sent_rate"], 1),
+            run["server"], _clients(run), num(send["sent_rate"], 1),
             num(delivery["lost"]) + f" ({num((delivery['loss'] or 0) * 100, 3)}%)",
             f"{num(latency['p50'], 1)} / {num(latency['p99'], 1)} / {num(latency['max'], 1)}",
             f"{pings['pongs']} / {pings['sent']}",
             num(server.get("cpu_percent_total")), mib(server.get("rss_kb_total")),
+            mib(server.get("pss_kb_total")),
             "yes" if result["settle"]["complete"] else "no",
             str(len(result["errors"])),
         ])
     return rows
+
+
+STORM_HEADER = [
+    "server", "clients", "connected by s", "connect p99 ms", "broadcast read by s",
+    "every map complete by s", "server CPU s", "server RSS MiB", "server PSS MiB", "errors",
+]  # fmt: skip
 
 
 def storm_rows(records: list[Json]) -> list[list[str]]:
@@ -146,13 +189,12 @@ def storm_rows(records: list[Json]) -> list[list[str]]:
     for run in records:
         result = _ok(run)
         if result is None:
-            rows.append([run["server"], str(run["clients"]), "failed: " + _first_line(run)]
-                        + [DASH] * 6)
+            rows.append(_missing(run, STORM_HEADER))
             continue
         connect, broadcast, announce = result["connect"], result["broadcast"], result["announce"]
         server = result.get("server") or {}
         rows.append([
-            run["server"], str(run["clients"]),
+            run["server"], _clients(run),
             f"{connect['connected']}/{connect['attempted']} by "
             f"{num(connect['all_connected_s'], 3)}",
             num(connect["connect_ms"]["p99"], 1),
@@ -161,9 +203,15 @@ def storm_rows(records: list[Json]) -> list[list[str]]:
             num(announce["all_announced_s"], 3) if announce["complete"] else
             f"incomplete ({num(announce['missing'])} missing)",
             num(server.get("cpu_seconds_total"), 2), mib(server.get("rss_kb_total")),
-            str(result["errors_count"]),
+            mib(server.get("pss_kb_total")), str(result["errors_count"]),
         ])
     return rows
+
+
+IDLE_HEADER = [
+    "server", "connections", "held", "RSS MiB before → after", "KiB per connection (RSS)",
+    "KiB per connection (PSS)", "server fds", "fd limit", "errors",
+]  # fmt: skip
 
 
 def idle_rows(records: list[Json]) -> list[list[str]]:
@@ -171,15 +219,15 @@ def idle_rows(records: list[Json]) -> list[list[str]]:
     for run in records:
         result = _ok(run)
         if result is None:
-            rows.append([run["server"], str(run["clients"]), "failed: " + _first_line(run)]
-                        + [DASH] * 5)
+            rows.append(_missing(run, IDLE_HEADER))
             continue
         conns, rss = result["connections"], result["server_rss_kb"]
         fds = result["server_fds"]["after"]
         rows.append([
-            run["server"], str(run["clients"]), f"{conns['held']}/{conns['attempted']}",
+            run["server"], _clients(run), f"{conns['held']}/{conns['attempted']}",
             f"{mib(rss['before'])} → {mib(rss['after'])} ({mib(rss['after_close'])} after close)",
             f"**{num(result['per_connection']['server_rss_kib'], 2)}**",
+            num(result["per_connection"].get("server_pss_kib"), 2),
             num(fds["total_fds"]), num(fds["max_fd_limit"]),
             str(conns["connect_errors"] + conns["lost_during_hold"]),
         ])
@@ -390,26 +438,21 @@ def render(suite: Json, plot_links: list[str]) -> str:
         records = runs(suite, scenario)
         if records:
             lines += [f"### {scenario}", "", what + ".", ""]
-            lines += table(RAMP_HEADER, ramp_rows(records)) + ratio_lines(records)
+            lines += table(RAMP_HEADER, ramp_rows(records)) + notes(records)
+            lines += ratio_lines(records)
     if records := runs(suite, "takserver"):
         lines += ["### takserver", "", "TAK Server's load-test shape: every client 1 SA/s and a "
                   "`t-x-c-t` ping every 10 s (the relay does not answer pings).", ""]
-        lines += table(["server", "clients", "sent/s", "lost", "p50 / p99 / max ms",
-                        "pongs / pings", "server CPU %", "server RSS MiB", "settled", "errors"],
-                       takserver_rows(records))
+        lines += table(TAKSERVER_HEADER, takserver_rows(records)) + notes(records)
     if records := runs(suite, "connect-storm"):
         lines += ["### connect-storm", "", "All clients connect at once, each sending its SA; "
                   "seconds from the start (the relay keeps no map, so late joiners never see "
                   "earlier SAs there).", ""]
-        lines += table(["server", "clients", "connected by s", "connect p99 ms",
-                        "broadcast read by s", "every map complete by s", "server CPU s",
-                        "server RSS MiB", "errors"], storm_rows(records))
+        lines += table(STORM_HEADER, storm_rows(records)) + notes(records)
     if records := runs(suite, "idle-hold"):
-        lines += ["### idle-hold", "", "Idle connections held open; server RSS (all its "
+        lines += ["### idle-hold", "", "Idle connections held open; server RSS and PSS (all its "
                   "processes) before and after.", ""]
-        lines += table(["server", "connections", "held", "RSS MiB before → after",
-                        "KiB per connection", "server fds", "fd limit", "errors"],
-                       idle_rows(records))
+        lines += table(IDLE_HEADER, idle_rows(records)) + notes(records)
     if scaling := scaling_rows(suite):
         lines += ["### Scaling (otszmq, sa-broadcast)", ""]
         lines += table(["workers", "ingest processes", "store", "clients",
@@ -443,6 +486,14 @@ NOTES = [
     "`server`. A failed step disturbed by other processes is run once more; the JSON keeps both.",
     "- On loopback the kernel does much of a delivery in the sending process's context, so the "
     "relay's and server's CPU% understate their share and the generator's overstates it.",
+    "- Server CPU, RSS and PSS cover the server's processes and all their descendants, found "
+    "again at every sample (OpenTAKServer forks a process per client). RSS summed over forks "
+    "counts their shared pages once per process; PSS divides them up and is the figure to "
+    "compare.",
+    "- Peers (benchmarks/peers/, settings in benchmarks/profiles.py): a peer's ramp ends at a step "
+    "that delivers under half of what it owed above a passing rate (past a cliff every higher "
+    "rate collapses the same way), so its max rate is less precise than the bisected ones. A "
+    "`(capped)` client count is fewer clients than asked; the note under the table says why.",
     "- otszmq coalesces position reports for a client that falls behind (DESIGN.md §3): in an "
     "overloaded sa-broadcast step that shows as loss and as `sa_coalesced` in the counters above.",
     "- Every number, and every step of every ramp, is in the suite's JSON under "

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.cotgen import RECORD_FIELDS
+from benchmarks.cotgen import RECORD_FIELDS, SEQ_FIELD, SRC_FIELD, T_FIELD
 from benchmarks.scenarios import DIRECT_KINDS, Plan
 
 Json = dict[str, Any]
@@ -61,9 +61,9 @@ def decode(blob: bytes) -> tuple[list[int], list[int], list[int]]:
     """
     fields = blob.split(b'"')
     return (
-        list(map(int, fields[1::RECORD_FIELDS])),
-        list(map(int, fields[3::RECORD_FIELDS])),
-        list(map(int, fields[5::RECORD_FIELDS])),
+        list(map(int, fields[SRC_FIELD::RECORD_FIELDS])),
+        list(map(int, fields[SEQ_FIELD::RECORD_FIELDS])),
+        list(map(int, fields[T_FIELD::RECORD_FIELDS])),
     )
 
 

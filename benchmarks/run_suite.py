@@ -5,11 +5,13 @@
     python -m benchmarks.run_suite --report-only benchmarks/results/suite-20260101-120000.json
 
 For each scenario it starts each server fresh on a free loopback port (the relay; `otszmq serve`
-with --workers/--ingest-processes and any --serve-args; each peer through its start.sh), runs the
-scenario's programs against it (benchmarks.ramp for rate scenarios, benchmarks.load for the
-takserver shape, benchmarks.storm, benchmarks.idle) and stops it. Then the otszmq scaling runs
-(sa-broadcast ramps with other worker and ingest counts). Everything measured goes into one JSON
-file under benchmarks/results/; BENCHMARKS.md at the repo root and PNG plots under
+with --workers/--ingest-processes and any --serve-args; each peer through its start.sh, in
+--peers-dir/NAME, which keeps its venv between suite runs), runs the scenario's programs against it
+(benchmarks.ramp for rate scenarios, benchmarks.load for the takserver shape, benchmarks.storm,
+benchmarks.idle) with the server's settings from benchmarks.profiles, and stops it. Between two
+runs against a peer with a clean.sh (OpenTAKServer), that runs, within ramps too. Then the otszmq
+scaling runs (sa-broadcast ramps with other worker and ingest counts). Everything measured goes
+into one JSON file under benchmarks/results/; BENCHMARKS.md at the repo root and PNG plots under
 benchmarks/plots/ are written from it (again with --report-only). Progress goes to stderr.
 """
 
@@ -57,6 +59,9 @@ def parse_args(argv: list[str]) -> tuple[SuiteConfig, argparse.Namespace]:
     add("--scenarios", type=_names, default=SCENARIOS, help="comma-separated (default: all)")
     add("--servers", type=_names, default=("relay", "otszmq"), help="relay,otszmq")
     add("--peers", type=_names, default=(), help="peers to add, e.g. taky,ots")
+    add("--peers-dir", type=Path, default=Path(tempfile.gettempdir()) / "otszmq-bench-peers",
+        help="run dirs of the peers (DIR/NAME); each keeps its venv, so only the first start "
+             "installs it (OpenTAKServer: ~2.5 min). Keep it short: taky's socket path is in it")
     add("--workers", type=int, default=2, help="otszmq --workers for the side-by-side runs")
     add("--ingest-processes", type=int, default=1, help="otszmq --ingest-processes")
     add("--serve-args", default="",
@@ -120,6 +125,7 @@ def parse_args(argv: list[str]) -> tuple[SuiteConfig, argparse.Namespace]:
         scaling_ingest=args.scaling_ingest,
         store_row=not args.no_store_row,
         quick=args.quick,
+        peers_dir=str(args.peers_dir.resolve()),
     )
     return (cfg.quickened() if args.quick else cfg), args
 
@@ -128,8 +134,7 @@ def log(text: str) -> None:
     print(f"[suite {datetime.now().strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def start(kind: str, cfg: SuiteConfig, run_root: Path, setting: Setting | None = None
-          ) -> servers.Server:
+def start(kind: str, cfg: SuiteConfig, setting: Setting | None = None) -> servers.Server:
     if kind == "relay":
         return servers.start_relay()
     if kind == "otszmq":
@@ -137,23 +142,39 @@ def start(kind: str, cfg: SuiteConfig, run_root: Path, setting: Setting | None =
             return servers.start_otszmq(cfg.workers, cfg.ingest_processes, cfg.serve_args)
         args = cfg.serve_args + setting.serve_args()
         return servers.start_otszmq(setting.workers, setting.ingest, args, setting.label())
-    return servers.start_peer(kind, run_root)
+    return servers.start_peer(kind, Path(cfg.peers_dir))
 
 
-def run_on(server_kind: str, jobs: list[Job], cfg: SuiteConfig, run_root: Path,
+def run_on(server_kind: str, jobs: list[Job], cfg: SuiteConfig,
            setting: Setting | None = None) -> list[Json]:
-    """Starts one server, runs `jobs` against it, stops it; one record per job."""
+    """Starts one server, runs `jobs` against it, stops it; one record per job. A skipped job
+    (the server cannot do it) is recorded with its reason, and alone starts no server."""
+    skipped = [{**job.describe(), "server": server_kind} for job in jobs if job.skipped]
+    for record in skipped:
+        log(f"{record['scenario']} x{record['clients']} on {server_kind}: skipped "
+            f"({record['skipped']})")
+    jobs = [job for job in jobs if not job.skipped]
+    if not jobs:
+        return skipped
     try:
-        server = start(server_kind, cfg, run_root, setting)
+        server = start(server_kind, cfg, setting)
     except servers.ServerError as exc:
         log(f"{server_kind}: {exc}")
-        return [{**job.describe(), "server": server_kind, "error": str(exc)} for job in jobs]
+        return skipped + [
+            {**job.describe(), "server": server_kind, "error": str(exc)} for job in jobs
+        ]
     log(f"{server.label} ready on 127.0.0.1:{server.port} (pids {server.pids()})")
-    records: list[Json] = []
+    records: list[Json] = list(skipped)
     try:
-        for job in jobs:
-            log(f"{job.scenario} x{job.clients} on {server.label}")
+        for number, job in enumerate(jobs):
+            problem = server.clean() if number else None
+            if problem:
+                log(f"{server.label}: clean-up before the next run failed: {problem}")
+            log(f"{job.scenario} x{job.clients} on {server.label}"
+                + (f" ({job.note})" if job.note else ""))
             record = run_job(job, server)
+            if problem:
+                record["clean_up_failed"] = problem
             records.append(record)
         stats = servers.otszmq_stats(server)
         if stats is not None and records:
@@ -187,21 +208,19 @@ def run_suite(cfg: SuiteConfig, store_switch: bool) -> Json:
     fd_limit = procstat.raise_fd_limit(servers.SERVER_NOFILE)
     kinds = list(cfg.servers) + list(cfg.peers)
     records: list[Json] = []
-    with tempfile.TemporaryDirectory(prefix="otszmq-suite-") as tmp:
-        run_root = Path(tmp)
-        for scenario in cfg.scenarios:
-            for kind in kinds:
-                records.extend(run_on(kind, jobs_for(cfg, scenario, kind), cfg, run_root))
-        if cfg.scaling and "otszmq" in cfg.servers:
-            for setting in scaling_settings(cfg, store_switch):
-                same = reusable(records, cfg, setting)
-                if same is not None:
-                    # The side-by-side run already measured this setting in this suite run.
-                    records.append({**same, "scaling": setting.describe(), "reused": True})
-                    continue
-                jobs = jobs_for(cfg, "sa-broadcast", "otszmq", clients=(cfg.scaling_clients,))
-                for record in run_on("otszmq", jobs, cfg, run_root, setting):
-                    records.append({**record, "scaling": setting.describe()})
+    for scenario in cfg.scenarios:
+        for kind in kinds:
+            records.extend(run_on(kind, jobs_for(cfg, scenario, kind), cfg))
+    if cfg.scaling and "otszmq" in cfg.servers:
+        for setting in scaling_settings(cfg, store_switch):
+            same = reusable(records, cfg, setting)
+            if same is not None:
+                # The side-by-side run already measured this setting in this suite run.
+                records.append({**same, "scaling": setting.describe(), "reused": True})
+                continue
+            jobs = jobs_for(cfg, "sa-broadcast", "otszmq", clients=(cfg.scaling_clients,))
+            for record in run_on("otszmq", jobs, cfg, setting):
+                records.append({**record, "scaling": setting.describe()})
     return {
         "benchmark": "otszmq.suite",
         "schema": 1,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import procstat
+from benchmarks.profiles import profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PEERS_DIR = REPO_ROOT / "benchmarks" / "peers"
@@ -32,11 +34,9 @@ PEER_START_TIMEOUT = 900.0
 # The suite raises its own descriptor limit to this before starting servers, which inherit it, so
 # idle-hold measures memory and not a 1024-descriptor default; idle-hold reports what they got.
 SERVER_NOFILE = 20_000
-# OpenTAKServer subscribes a client only when its first SA comes after its broker channel is up
-# (shared/reference/peer-setup.md): its clients announce 2 s after connecting, once a second.
-PEER_LOAD_ARGS: dict[str, tuple[str, ...]] = {
-    "ots": ("--announce-delay", "2", "--announce-every", "1", "--settle-timeout", "15"),
-}
+# A peer's clean-up between two runs against one server (ots/clean.sh waits until its backlog is
+# worked off and deletes stale queues): at most this long, s.
+PEER_CLEAN_TIMEOUT = 300
 
 
 class ServerError(Exception):
@@ -88,7 +88,8 @@ class Server:
     kind: str  # relay | otszmq | peer
     port: int = 0
     settings: dict[str, object] = field(default_factory=dict)
-    load_args: tuple[str, ...] = ()
+    # A peer's benchmarks/peers/NAME/clean.sh RUN_DIR TIMEOUT, to run between two runs.
+    clean_command: tuple[str, ...] = ()
     data_dir: Path | None = None
     proc: subprocess.Popen[str] | None = None
     root_pids: tuple[int, ...] = ()
@@ -96,6 +97,21 @@ class Server:
     def pids(self) -> tuple[int, ...]:
         """The server's processes now: the roots and all their descendants."""
         return tuple(procstat.process_tree(self.root_pids))
+
+    def clean(self) -> str | None:
+        """Runs the clean-up between two runs, if the server has one; what went wrong, or None."""
+        if not self.clean_command:
+            return None
+        try:
+            done = subprocess.run(
+                self.clean_command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                capture_output=True, text=True, timeout=PEER_CLEAN_TIMEOUT + 60, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return f"{shlex.join(self.clean_command)}: no exit in {PEER_CLEAN_TIMEOUT + 60} s"
+        if done.returncode != 0:
+            return f"{shlex.join(self.clean_command)}: exit {done.returncode}: {done.stderr[-300:]}"
+        return None
 
     def stop(self) -> None:
         if self.kind == "peer":
@@ -169,10 +185,14 @@ def peer_available(name: str) -> bool:
     return (PEERS_DIR / name / "start.sh").is_file() and (PEERS_DIR / name / "stop.sh").is_file()
 
 
-def start_peer(name: str, run_root: Path) -> Server:
-    """benchmarks/peers/NAME/start.sh RUN_DIR PORT; its last line names the server's pids."""
-    run_dir = run_root / name
+def start_peer(name: str, peers_dir: Path) -> Server:
+    """benchmarks/peers/NAME/start.sh RUN_DIR PORT; its last line names the server's pids.
+
+    RUN_DIR is `peers_dir`/NAME and keeps the peer's venv, so only the first start installs it.
+    """
+    run_dir = peers_dir / name
     port = free_port()
+    env = {**os.environ, **{variable: str(free_port()) for variable in profile(name).port_env}}
     try:
         done = subprocess.run(
             ["bash", str(PEERS_DIR / name / "start.sh"), str(run_dir), str(port)],
@@ -182,6 +202,7 @@ def start_peer(name: str, run_root: Path) -> Server:
             text=True,
             timeout=PEER_START_TIMEOUT,
             check=False,
+            env=env,
         )
     except subprocess.TimeoutExpired as exc:
         raise ServerError(f"{name}: start.sh did not finish in {PEER_START_TIMEOUT:.0f} s") from exc
@@ -190,9 +211,9 @@ def start_peer(name: str, run_root: Path) -> Server:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
         raise ServerError(f"{name}: start.sh failed ({done.returncode}):\n{tail}")
     pids = tuple(int(pid) for pid in (match.group(2) or "").split(",") if pid)
-    return Server(
-        name, "peer", int(match.group(1)), {}, PEER_LOAD_ARGS.get(name, ()), run_dir, None, pids
-    )
+    clean = PEERS_DIR / name / "clean.sh"
+    command = ("bash", str(clean), str(run_dir), str(PEER_CLEAN_TIMEOUT)) if clean.is_file() else ()
+    return Server(name, "peer", int(match.group(1)), {}, command, run_dir, None, pids)
 
 
 def _stop_peer(server: Server) -> None:

@@ -185,7 +185,7 @@ async def run(cfg: StormConfig) -> Json:
         )
         for index in range(cfg.clients)
     ]
-    probe = procstat.WindowProbe(cfg.endpoint.server_pids)
+    probe = procstat.WindowProbe(cfg.endpoint.server_pids, cfg.endpoint.server_tree)
     sampling = asyncio.Event()
     probe.start()
     sampler = asyncio.create_task(sample_while(probe, sampling))
@@ -276,6 +276,7 @@ def assemble(
             "announce": cfg.announce,
             "announce_wait": cfg.announce_wait,
             "server_pids": list(cfg.endpoint.server_pids),
+            "server_tree": cfg.endpoint.server_tree,
         },
         "fd_limit": fd_limit,
         "connect": {

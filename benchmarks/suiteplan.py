@@ -7,6 +7,7 @@ JSON result is kept whole, its stderr (the progress lines) is passed through to 
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import threading
@@ -14,14 +15,20 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
+from benchmarks.profiles import profile
 from benchmarks.servers import REPO_ROOT, Server
 
 Json = dict[str, Any]
-# Where a ramp starts, events/s, by server: close enough below each one's ceiling that doubling
-# reaches it in a few steps (measured: relay tens of thousands, taky ~2k, OpenTAKServer ~50).
-START_RATES = {"relay": 4000.0, "otszmq": 1000.0, "taky": 500.0, "ots": 25.0}
 RAMP_SCENARIOS = ("sa-broadcast", "chat-dm", "mixed")
+PROGRAMS = {
+    **{scenario: "benchmarks.ramp" for scenario in RAMP_SCENARIOS},
+    "takserver": "benchmarks.load",
+    "connect-storm": "benchmarks.storm",
+    "idle-hold": "benchmarks.idle",
+}
 STDERR_TAIL = 30
+# --quick divides every ramp rate by this.
+QUICK_RATE_DIVISOR = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,8 @@ class SuiteConfig:
     # One more scaling row with `otszmq serve --store false` (when serve has the switch).
     store_row: bool = True
     quick: bool = False
+    # Where the peers' run dirs (and venvs) live: DIR/NAME.
+    peers_dir: str = ""
 
     def quickened(self) -> SuiteConfig:
         """--quick: 3 clients, sub-second windows, 2 ramp steps; proves the suite runs."""
@@ -70,9 +79,24 @@ class Job:
     program: str
     args: tuple[str, ...]
     timeout: float
+    # Why the server runs this scenario with fewer clients than asked ("" when it does not).
+    note: str = ""
+    # Why the server does not run this scenario at all; a job with a reason is not run.
+    skipped: str = ""
+    # What a reader of the scenario's table must know about this server's row.
+    caveat: str = ""
 
     def describe(self) -> Json:
-        return {"scenario": self.scenario, "clients": self.clients, "program": self.program}
+        described: Json = {
+            "scenario": self.scenario, "clients": self.clients, "program": self.program
+        }
+        if self.note:
+            described["note"] = self.note
+        if self.skipped:
+            described["skipped"] = self.skipped
+        if self.caveat:
+            described["caveat"] = self.caveat
+        return described
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,25 +131,50 @@ def scaling_settings(cfg: SuiteConfig, store_switch: bool) -> list[Setting]:
 def jobs_for(
     cfg: SuiteConfig, scenario: str, server: str, clients: tuple[int, ...] | None = None
 ) -> list[Job]:
+    """The jobs of one scenario on one server, one per client count; a server's limit
+    (benchmarks.profiles) lowers a count, or turns the job into a skipped one that says why."""
     counts = clients if clients is not None else cfg.clients.get(scenario, ())
-    return [_job(cfg, scenario, server, count) for count in counts]
+    drives = profile(server)
+    limit = drives.limits.get(scenario)
+    caveat = drives.caveats.get(scenario, "")
+    if limit is not None and limit.clients is None:
+        program = PROGRAMS[scenario]
+        return [Job(scenario, count, program, (), 0, skipped=limit.reason) for count in counts]
+    cap = None if limit is None else limit.clients
+    asked: dict[int, list[int]] = {}
+    for count in counts:
+        asked.setdefault(count if cap is None else min(count, cap), []).append(count)
+    jobs = []
+    for count, wanted in asked.items():
+        note = ""
+        if limit is not None and wanted != [count]:
+            note = f"{', '.join(map(str, wanted))} clients asked, {count} run: {limit.reason}"
+        jobs.append(replace(_job(cfg, scenario, server, count), note=note, caveat=caveat))
+    return jobs
 
 
 def _job(cfg: SuiteConfig, scenario: str, server: str, clients: int) -> Job:
-    step_s = cfg.warmup + cfg.duration + 4.0
+    drives = profile(server)
+    step_s = cfg.warmup + cfg.duration + 4.0 + drives.extra_step_seconds
     common = ("--scenario", scenario, "--clients", str(clients), "--json")
     args: tuple[str, ...]
     if scenario in RAMP_SCENARIOS:
-        start = START_RATES.get(server, 1000.0) / (10 if cfg.quick else 1)
+        scale = 1 / QUICK_RATE_DIVISOR if cfg.quick else 1.0
+        steps = min(cfg.max_steps, drives.max_steps or cfg.max_steps)
         args = (
             *common,
-            "--start-rate", f"{start:g}", "--duration", f"{cfg.duration:g}",
-            "--warmup", f"{cfg.warmup:g}", "--max-steps", str(cfg.max_steps),
+            "--start-rate", f"{drives.start_rate(clients) * scale:g}",
+            *drives.ramp_args(scale),
+            "--duration", f"{cfg.duration:g}",
+            "--warmup", f"{cfg.warmup:g}", "--max-steps", str(steps),
             "--precision", f"{cfg.precision:g}", "--settle-timeout", "10",
+            *drives.load_args(clients),
         )  # fmt: skip
         if cfg.quick:
             args += ("--drain", "0.5", "--pause", "0.1")
-        return Job(scenario, clients, "benchmarks.ramp", args, 120 + (cfg.max_steps + 1) * step_s)
+        # Each rate may be run twice (a disturbed failure), plus the step at half the max.
+        timeout = 120 + (2 * steps + 1) * step_s
+        return Job(scenario, clients, PROGRAMS[scenario], args, timeout)
     if scenario == "takserver":
         # NOTE: SA repeats every 2 s in the settle: at 0.2 s, 500 clients would offer 2,500 SA/s
         # (1.25 M deliveries/s) before the measured load even starts.
@@ -135,17 +184,20 @@ def _job(cfg: SuiteConfig, scenario: str, server: str, clients: int) -> Job:
             "--drain", "1" if cfg.quick else "3", "--settle-timeout", "3" if cfg.quick else "20",
             "--announce-every", "2",
         )  # fmt: skip
+        args += drives.load_args(clients)
         if cfg.quick:
             args += ("--ping-every", "0.3")
-        return Job(scenario, clients, "benchmarks.load", args, 120 + cfg.takserver_duration)
+        timeout = 120 + cfg.takserver_duration + drives.extra_step_seconds
+        return Job(scenario, clients, PROGRAMS[scenario], args, timeout)
     if scenario == "connect-storm":
         wait = "0.5" if cfg.quick else "10"
         args = (*common, "--announce-wait", wait, "--storm-timeout", "5" if cfg.quick else "60")
-        return Job(scenario, clients, "benchmarks.storm", args, 180)
-    args = (*common, "--hold", f"{cfg.idle_hold:g}", "--connect-timeout", "20")
+        return Job(scenario, clients, PROGRAMS[scenario], args, 180)
+    hold = cfg.idle_hold if cfg.quick else max(cfg.idle_hold, drives.idle_hold_min)
+    args = (*common, "--hold", f"{hold:g}", "--connect-timeout", "20")
     if cfg.quick:
         args += ("--after-close", "0.2")
-    return Job(scenario, clients, "benchmarks.idle", args, 300)
+    return Job(scenario, clients, PROGRAMS[scenario], args, 300 + hold)
 
 
 def _pump(stream: IO[str], tail: list[str]) -> None:
@@ -158,11 +210,15 @@ def _pump(stream: IO[str], tail: list[str]) -> None:
 
 
 def run_job(job: Job, server: Server) -> Json:
-    pids = ",".join(str(pid) for pid in server.pids())
+    # The roots and --server-tree: the program finds their descendants at every sample, so the
+    # per-client forks of a forking server (OpenTAKServer) are measured too.
+    pids = ",".join(str(pid) for pid in server.root_pids)
     argv = [
-        sys.executable, "-m", job.program, *job.args, *server.load_args,
-        "--port", str(server.port), "--server-pids", pids,
+        sys.executable, "-m", job.program, *job.args,
+        "--port", str(server.port), "--server-pids", pids, "--server-tree",
     ]  # fmt: skip
+    if job.program == "benchmarks.ramp" and server.clean_command:
+        argv += ["--between-steps", shlex.join(server.clean_command)]
     began = time.monotonic()
     tail: list[str] = []
     proc = subprocess.Popen(

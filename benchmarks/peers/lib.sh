@@ -5,6 +5,11 @@
 # ends the server and everything it forked (OTS forks a process per client) by that one id, and
 # nothing is ever looked up or killed by name.
 
+# Names of the per-client queues a peer makes for load.py's clients (OpenTAKServer: one per uid,
+# BENCH-<run>-NNNN, and one per callsign, BENCH-NNNN-<run>; benchmarks/cotgen.py).
+# shellcheck disable=SC2034  # used by the scripts that source this file
+BENCH_QUEUE_RE='BENCH-([0-9a-f]{8}-[0-9]{4}|[0-9]{4}-[0-9a-f]{8})'
+
 peer_log() { printf '%s: %s\n' "${PEER_NAME:-peer}" "$*" >&2; }
 die() {
     peer_log "error: $*"

@@ -2,9 +2,9 @@
 
     python benchmarks/peers/table.py results/taky-*.json
 
-Columns: offered and really sent rate, delivered ratio, deliveries/s, latency p50/p99, server CPU%
-and RSS (sums over --server-pids), settle, errors, and, for results of load_peer.py --tree, each
-tree's CPU% and PSS. Reads only the keys documented in benchmarks/README.md and load_peer.py.
+Columns: offered and really sent rate, delivered ratio, deliveries/s, latency p50/p99, server
+processes, CPU%, RSS and PSS (sums over --server-pids, and their descendants with --server-tree),
+settle, errors. Reads only the keys documented in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 HEADER = (
     "| file | offered/s | sent/s | delivered ratio | deliveries/s | p50 ms | p99 ms "
-    "| server CPU % | server RSS MiB | settle | errors | trees: CPU %, PSS MiB |"
+    "| server processes | server CPU % | server RSS MiB | server PSS MiB | settle | errors |"
 )
 
 
@@ -28,23 +28,14 @@ def fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def trees_text(result: dict[str, Any]) -> str:
-    trees = (result.get("server_tree") or {}).get("trees") or {}
-    parts = []
-    for name, entry in trees.items():
-        pss = entry.get("pss_kb")
-        parts.append(
-            f"{name} ({entry['processes']} procs): {fmt(entry['cpu_percent'])}, "
-            f"{fmt(pss / 1024 if pss is not None else None)}"
-        )
-    return "; ".join(parts) or "—"
+def mib(kb: int | None) -> str:
+    return fmt(kb / 1024 if kb is not None else None)
 
 
 def row(path: Path) -> str:
     result = json.loads(path.read_text(encoding="utf-8"))
     send, delivery, lat = result["send"], result["delivery"], result["latency_ms"]
     server = result.get("server") or {}
-    rss = server.get("rss_kb_total")
     settle = result["settle"]
     settle_text = "ok" if settle["complete"] else f"missing {settle['missing_announcements']}"
     return (
@@ -58,11 +49,12 @@ def row(path: Path) -> str:
                 fmt(delivery["deliveries_per_s"]),
                 fmt(lat.get("p50"), 2),
                 fmt(lat.get("p99"), 2),
+                fmt(server.get("processes")),
                 fmt(server.get("cpu_percent_total")),
-                fmt(rss / 1024 if rss is not None else None),
+                mib(server.get("rss_kb_total")),
+                mib(server.get("pss_kb_total")),
                 settle_text,
                 str(len(result["errors"])),
-                trees_text(result),
             ]
         )
         + " |"

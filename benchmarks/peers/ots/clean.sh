@@ -13,8 +13,8 @@
 # The queues: OTS declares two queues per client (<uid>, <callsign>) and never deletes them; the <uid> queue
 # stays bound to `groups`/__ANON__.OUT after the client leaves, so every later CoT is also copied
 # into it (kept for OTS_RABBITMQ_TTL, 1 day). Left alone they make each run slower than the last.
-# Deletes only queues named like load.py's clients (BENCH-<run>-NNNN, BENCH-NNNN) that have no
-# consumer. The `euds` rows stay (start.sh's trigger frees their callsigns).
+# Deletes only queues named like load.py's clients (uid BENCH-<run>-NNNN, callsign
+# BENCH-NNNN-<run>) that have no consumer. The `euds` rows stay (every run has new callsigns).
 set -euo pipefail
 export PEER_NAME=ots
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
@@ -26,4 +26,4 @@ here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 "$1/venv/bin/python" "$here/rabbit.py" empty cot_parser "${2:-300}" ||
     die "cot_parser still has a backlog"
 rabbitmqctl -q list_queues name consumers |
-    "$1/venv/bin/python" "$here/rabbit.py" delete-idle 'BENCH-([0-9a-f]{8}-)?[0-9]{4}'
+    "$1/venv/bin/python" "$here/rabbit.py" delete-idle "$BENCH_QUEUE_RE"

@@ -17,7 +17,7 @@
 #   ots ready on 127.0.0.1:PORT pids=API,COT_PARSER,COT_PARSER_CHILD...,EUD_HANDLER
 # eud_handler forks one more process per client after that; see README.md.
 # Environment: OTS_VERSION (1.7.14), OTS_PYTHON (pyenv's newest 3.12), OTS_API_PORT (8081),
-# OTS_COT_PARSER_PROCESSES (1), OTS_KEEP_DB (0), OTS_FREE_CALLSIGNS (1), OTS_READY_TIMEOUT (240).
+# OTS_COT_PARSER_PROCESSES (1), OTS_KEEP_DB (0), OTS_READY_TIMEOUT (240).
 set -euo pipefail
 set +m
 export PEER_NAME=ots
@@ -33,7 +33,6 @@ api_port=$(check_port "${OTS_API_PORT:-8081}")
 parsers=${OTS_COT_PARSER_PROCESSES:-1}
 [[ $parsers =~ ^[1-9][0-9]?$ ]] || die "OTS_COT_PARSER_PROCESSES must be 1..99"
 keep_db=${OTS_KEEP_DB:-0}
-free_callsigns=${OTS_FREE_CALLSIGNS:-1}
 ready_timeout=${OTS_READY_TIMEOUT:-240}
 venv=$run_dir/venv
 data=$run_dir/data
@@ -168,22 +167,6 @@ launch() { # launch NAME PROGRAM: in its own session/process group; prints the p
 api=$(launch api opentakserver)
 wait_port "$api_port" "$ready_timeout" "$run_dir/api.log" "$api" ||
     failed "the API did not listen on 127.0.0.1:$api_port"
-
-if ((free_callsigns)); then
-    # load.py reuses callsigns (BENCH-0000...) with new uids each run; OTS refuses a new uid
-    # whose callsign is already in `euds` (unique) and then drops all its CoT. Free the old row's
-    # callsign when a new EUD takes it (runs once per connection, not per CoT).
-    pg_admin -d "$db_name" >/dev/null <<'SQL'
-create or replace function bench_free_callsign() returns trigger language plpgsql as $$
-begin
-    update euds set callsign = null where callsign = new.callsign and uid <> new.uid;
-    return new;
-end $$;
-drop trigger if exists bench_free_callsign on euds;
-create trigger bench_free_callsign before insert on euds
-    for each row when (new.callsign is not null) execute function bench_free_callsign();
-SQL
-fi
 
 parser=$(launch cot_parser cot_parser)
 "$venv/bin/python" "$here/rabbit.py" consumers cot_parser "$parsers" 60 >/dev/null ||

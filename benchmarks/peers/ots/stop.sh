@@ -36,7 +36,7 @@ if ((!all)) && rabbitmq-diagnostics -q ping >/dev/null 2>&1 && [[ -x $venv/bin/p
     # Per-EUD queues (<uid> and <callsign>) are durable-less but never auto-deleted; left behind
     # they would keep receiving copies of later runs' traffic.
     rabbitmqctl -q list_queues name 2>/dev/null |
-        "$venv/bin/python" "$here/rabbit.py" delete 'BENCH-([0-9a-f]{8}-)?[0-9]{4}|cot_parser' ||
+        "$venv/bin/python" "$here/rabbit.py" delete "$BENCH_QUEUE_RE|cot_parser" ||
         peer_log "warning: could not delete OTS's queues"
 fi
 

@@ -1,0 +1,184 @@
+"""The benchmark suite's plan for each server and the pieces of a load run that need no server.
+
+How the suite drives the peers (benchmarks.profiles, benchmarks.suiteplan), where a ramp ends
+(benchmarks.ramp), the bench record a re-serializing server hands back (benchmarks.cotgen and
+results), and the report rows of a run that was capped or skipped (benchmarks.report).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import cotgen, profiles, ramp, report, results
+from benchmarks.options import LoadConfig
+from benchmarks.servers import Server
+from benchmarks.suiteplan import SuiteConfig, jobs_for, run_job
+
+CLIENTS = {
+    "sa-broadcast": (10, 50),
+    "takserver": (200, 500),
+    "chat-dm": (10,),
+    "mixed": (10,),
+    "connect-storm": (500,),
+    "idle-hold": (5000,),
+}
+
+
+def suite_config() -> SuiteConfig:
+    return SuiteConfig(scenarios=tuple(CLIENTS), servers=("relay", "otszmq"), clients=CLIENTS)
+
+
+def flag(args: tuple[str, ...], name: str) -> str:
+    """The value of the last `name` in `args`: what argparse would use."""
+    return args[len(args) - 1 - args[::-1].index(name) + 1]
+
+
+# -- the bench record ---------------------------------------------------------------------------
+
+
+def test_bench_record_is_read_back_in_the_order_a_reserializing_server_writes() -> None:
+    # OpenTAKServer re-serializes with BeautifulSoup, which writes attributes alphabetically.
+    factory = cotgen.SaFactory("1f2e3d4c", 3, 600)
+    event = factory.event(factory.header(*cotgen.cot_times(datetime.now(UTC))), 12, 123456)
+    attributes = re.search(rb"<__bench ([^/]*)/>", event)
+    assert attributes is not None
+    names = re.findall(rb"(\w+)=", attributes.group(1))
+    assert names == sorted(names)
+    records = b"".join(cotgen.bench_re("1f2e3d4c").findall(event))
+    assert results.decode(records) == ([3], [12], [123456])
+
+
+def test_callsigns_are_new_every_run_and_differ_from_the_uid() -> None:
+    # OpenTAKServer refuses a new uid whose callsign an earlier connection had.
+    first, second = cotgen.SaFactory("aaaaaaaa", 3, 600), cotgen.SaFactory("bbbbbbbb", 3, 600)
+    assert first.callsign != second.callsign
+    assert first.callsign != first.uid
+    assert b"0003" in first.callsign
+
+
+# -- the plan per server ------------------------------------------------------------------------
+
+
+def test_peer_ramps_start_low_and_stop_at_a_collapse() -> None:
+    ots = jobs_for(suite_config(), "sa-broadcast", "ots")
+    assert [job.clients for job in ots] == [10, 50]
+    ten, fifty = (job.args for job in ots)
+    assert float(flag(ten, "--start-rate")) == 20.0
+    assert float(flag(fifty, "--start-rate")) < float(flag(ten, "--start-rate"))
+    assert float(flag(ten, "--max-rate")) <= 1000
+    assert flag(ten, "--end-on-collapse") == "0.5"
+    # OTS: the first SA late, announcements slow, a long settle; later flags win in argparse.
+    assert float(flag(fifty, "--announce-delay")) > float(flag(ten, "--announce-delay")) >= 2
+    assert float(flag(ten, "--settle-timeout")) > 10
+    taky = jobs_for(suite_config(), "sa-broadcast", "taky")[0]
+    assert float(flag(taky.args, "--start-rate")) == 500.0
+    relay = jobs_for(suite_config(), "sa-broadcast", "relay")[0]
+    assert flag(relay.args, "--end-on-collapse") == "0"
+    assert "--announce-delay" not in relay.args
+
+
+def test_a_peer_runs_fewer_clients_than_asked_and_says_why() -> None:
+    jobs = jobs_for(suite_config(), "takserver", "ots")
+    assert len(jobs) == 1  # 200 and 500 both capped to the same count: run once
+    job = jobs[0]
+    assert job.clients == profiles.PROFILES["ots"].limits["takserver"].clients
+    assert job.note.startswith("200, 500 clients asked, 20 run: OpenTAKServer forks")
+    idle = jobs_for(suite_config(), "idle-hold", "taky")[0]
+    assert idle.clients == 1000 and "select()" in idle.note
+    assert jobs_for(suite_config(), "idle-hold", "otszmq")[0].note == ""
+
+
+def test_idle_hold_waits_for_a_forking_server_to_finish_its_forks() -> None:
+    ots = jobs_for(suite_config(), "idle-hold", "ots")[0]
+    assert float(flag(ots.args, "--hold")) == profiles.PROFILES["ots"].idle_hold_min >= 10
+    assert float(flag(jobs_for(suite_config(), "idle-hold", "otszmq")[0].args, "--hold")) == 5
+    quick = jobs_for(replace(suite_config(), quick=True).quickened(), "idle-hold", "ots")[0]
+    assert float(flag(quick.args, "--hold")) < 1
+
+
+def test_a_limit_without_clients_skips_the_scenario(monkeypatch: pytest.MonkeyPatch) -> None:
+    limits = {"mixed": profiles.Limit(None, "cannot parse 30 KiB events")}
+    changed = profiles.Profile(start_rates=((2, 10.0),), limits=limits)
+    monkeypatch.setitem(profiles.PROFILES, "ots", changed)
+    jobs = jobs_for(suite_config(), "mixed", "ots")
+    assert [(job.skipped, job.program) for job in jobs] == [
+        ("cannot parse 30 KiB events", "benchmarks.ramp")
+    ]
+
+
+def test_runs_measure_the_process_tree_and_clean_between_steps() -> None:
+    job = jobs_for(suite_config(), "sa-broadcast", "ots")[0]
+    clean = ("bash", "benchmarks/peers/ots/clean.sh", "/tmp/x/ots", "300")
+    server = Server("ots", "peer", 1, {}, clean, Path("/tmp/x/ots"), None, (11, 12))
+    # A server with no live processes: run_job only builds the command line and runs it; the
+    # port is 1, so the program fails at once, which is what the record then says.
+    record = run_job(job, server)
+    argv = record["argv"]
+    assert flag(tuple(argv), "--server-pids") == "11,12"
+    assert "--server-tree" in argv
+    between = "bash benchmarks/peers/ots/clean.sh /tmp/x/ots 300"
+    assert flag(tuple(argv), "--between-steps") == between
+    assert record["returncode"] != 0 and record["error"]
+
+
+# -- where a ramp ends --------------------------------------------------------------------------
+
+
+def step_result(ratio: float | None) -> dict[str, Any]:
+    return {"delivery": {"delivery_ratio": ratio}}
+
+
+def test_a_collapse_ends_the_ramp_only_above_a_passing_rate() -> None:
+    cfg = ramp.RampConfig(load=LoadConfig(), end_on_collapse=0.5)
+    search = ramp.Search(cfg)
+    search.record(100.0, passed=False)
+    assert not ramp.collapsed(cfg, step_result(0.0), search)  # nothing passed yet: halve
+    search.record(50.0, passed=True)
+    assert ramp.collapsed(cfg, step_result(0.2), search)
+    assert ramp.collapsed(cfg, step_result(None), search)
+    assert not ramp.collapsed(cfg, step_result(0.9), search)  # near the edge: bisect
+    off = ramp.RampConfig(load=LoadConfig())
+    assert not ramp.collapsed(off, step_result(0.0), search)
+
+
+def test_between_steps_runs_the_command_and_keeps_its_status() -> None:
+    assert ramp.run_between_steps("") is None
+    done = ramp.run_between_steps("sh -c 'echo cleaned; exit 3'")
+    assert done is not None
+    assert done["returncode"] == 3 and done["output"] == "cleaned"
+    missing = ramp.run_between_steps("/nonexistent/clean.sh")
+    assert missing is not None and missing["returncode"] is None
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+def test_report_says_why_a_run_is_missing_or_capped() -> None:
+    runs = [
+        {"scenario": "idle-hold", "clients": 5000, "server": "ots", "skipped": "forks"},
+        {"scenario": "idle-hold", "clients": 5000, "server": "otszmq", "error": "boom\nlast"},
+        {"scenario": "idle-hold", "clients": 50, "server": "taky", "note": "5000 asked",
+         "error": "x"},
+    ]  # fmt: skip
+    rows = report.idle_rows(runs)
+    assert rows[0][:3] == ["ots", "5000", "skipped: forks"]
+    assert rows[1][:3] == ["otszmq", "5000", "failed: last"]
+    assert rows[2][1] == "50 (capped)"
+    assert all(len(row) == len(report.IDLE_HEADER) for row in rows)
+    assert report.notes(runs) == ["- taky: 5000 asked.", ""]
+
+
+def test_a_caveat_is_said_once_under_the_table() -> None:
+    jobs = jobs_for(suite_config(), "sa-broadcast", "ots")
+    assert all("deaf" in job.caveat for job in jobs)
+    assert all(job.caveat == "" for job in jobs_for(suite_config(), "sa-broadcast", "taky"))
+    runs = [{**job.describe(), "server": "ots", "error": "x"} for job in jobs]
+    lines = report.notes(runs)
+    assert len(lines) == 2 and lines[0].startswith("- ots: a client is sometimes left deaf")
+    assert [row[1] for row in report.ramp_rows(runs)] == ["10", "50"]  # not capped
