@@ -504,18 +504,25 @@ NOTES = [
 WATCHED = ("drop", "coalesc", "slow", "lost", "error", "disconnect")
 
 
+def watched_counters(stats: object) -> list[str] | None:
+    """The non-zero drop, coalesce, loss and error counters of `otszmq stats --json`, as
+    "process.counter value"; None when ``stats`` holds no snapshot."""
+    if not isinstance(stats, dict) or "processes" not in stats:
+        return None
+    return [
+        f"{process.get('name', '?')}.{name} {value:,}"
+        for process in stats["processes"]
+        for name, value in sorted(process.get("counters", {}).items())
+        if value and any(word in name for word in WATCHED)
+    ]
+
+
 def counter_lines(suite: Json) -> list[str]:
     lines = []
     for run in suite["runs"]:
-        stats = run.get("otszmq_stats")
-        if not isinstance(stats, dict) or "processes" not in stats:
+        found = watched_counters(run.get("otszmq_stats"))
+        if found is None:
             continue
-        found = [
-            f"{process.get('name', '?')}.{name} {value:,}"
-            for process in stats["processes"]
-            for name, value in sorted(process.get("counters", {}).items())
-            if value and any(word in name for word in WATCHED)
-        ]
         setting = f" ({_line_label(run)})" if run.get("scaling") else ""
         lines.append(f"- {run['scenario']} on {run['server']}{setting}: "
                      + (", ".join(found) if found else "none"))

@@ -28,7 +28,8 @@ import uvloop
 
 from benchmarks import load, procstat, ramp
 from benchmarks.options import LoadConfig
-from benchmarks.servers import Server, ServerError, free_port, start_otszmq
+from benchmarks.report import watched_counters
+from benchmarks.servers import Server, ServerError, free_port, otszmq_stats, start_otszmq
 from benchmarks.tls import TlsFiles
 
 Json = dict[str, Any]
@@ -171,6 +172,13 @@ def table(result: Json) -> str:
         lines.append("|---|---|---|")
         for name, rate in ramps.items():
             lines.append(f"| {name} | {rate} | {ratio(rate, ramps[base])} |")
+    lines.append("")
+    for name in names:
+        counters = variants[name].get("counters")
+        if counters is None:
+            lines.append(f"- {name}: no counters (otszmq stats did not answer)")
+        else:
+            lines.append(f"- {name}: " + (", ".join(counters) or "no drops, losses or errors"))
     return "\n".join(lines)
 
 
@@ -231,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                 ))
                 entry["max_sustainable_rate"] = found["max_sustainable_rate"]
                 entry["ramp_steps"] = [s["row"] for s in found["steps"]]
+            # What the node dropped, coalesced or lost over all its runs (e.g. store records
+            # the writer could not keep up with, events the bridge could not hand over).
+            entry["counters"] = watched_counters(otszmq_stats(running.server))
             variants[name] = entry
     except (ServerError, load.BenchError, subprocess.CalledProcessError) as exc:
         print(f"benchmarks.variants: {exc}", file=sys.stderr)

@@ -347,3 +347,17 @@ def test_load_over_tls_against_the_tls_relay(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
+
+
+def test_variants_compares_two_otszmq_configurations() -> None:
+    result = run_json("store-off,store-on", "--clients", "2", "--rates", "100", "--rounds", "1",
+                      "--duration", "0.5", "--warmup", "0.2", "--workers", "1",
+                      program="benchmarks.variants")
+    assert result["benchmark"] == "otszmq.variants"
+    assert list(result["variants"]) == ["store-off", "store-on"]
+    for name, variant in result["variants"].items():
+        (summary,) = variant["fixed"]
+        assert summary["rate"] == 100 and summary["runs"] == 1, name
+        assert summary["delivery_ratio"] == 1.0, name
+        assert isinstance(variant["counters"], list), name  # otszmq stats answered
+    assert "| store-on | 100 |" in result["table"]
