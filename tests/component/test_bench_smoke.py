@@ -361,3 +361,11 @@ def test_variants_compares_two_otszmq_configurations() -> None:
         assert summary["delivery_ratio"] == 1.0, name
         assert isinstance(variant["counters"], list), name  # otszmq stats answered
     assert "| store-on | 100 |" in result["table"]
+
+
+def test_federation_measures_local_and_federated_latency() -> None:
+    result = run_json("--rate", "20", "--count", "20", program="benchmarks.federation")
+    assert result["benchmark"] == "otszmq.federation"
+    for path in ("local", "federated"):
+        assert result[path]["delivered"] == 20, result[path]
+        assert result[path]["latency_ms"]["count"] == 20
