@@ -39,7 +39,12 @@ from otszmq.workers.router import route
 
 log = logging.getLogger(__name__)
 
-DRAIN_BATCH = 500
+DRAIN_FRAMES = 1000
+"""Frames (about events) handled per drain round before the loop looks at its heartbeat.
+
+NOTE: counted in frames, not messages: one message from ingest holds every source's batch of
+a loop turn, and under overload 500 of them took a worker seconds, long enough for ingest to
+miss three heartbeats and drop it (workers_lost, then no_worker_drops)."""
 LOG_BURST = 20
 LOG_WINDOW = 10.0
 
@@ -136,11 +141,13 @@ class WorkerService:
     def _drain(self, dealer: zmq.Socket[bytes]) -> None:
         """Handle what is queued now (bounded), then publish it as one batch."""
         out: list[bytes] = [TOPIC_EVENT]
-        for _ in range(DRAIN_BATCH):
+        handled = 0
+        while handled < DRAIN_FRAMES:
             try:
                 frames = dealer.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
+            handled += len(frames)
             self.handle(frames, out)
         if len(out) > 1:
             self._pub.send_multipart(out)
