@@ -84,6 +84,10 @@ class Settings:
     work_endpoints: tuple[str, ...] = _opt(
         (), "worker: comma-separated ingest endpoints it connects to", _WORKER
     )
+    inject: bool = _opt(
+        True, "bind the inject endpoint for server-made events (only one ingest of a node may: "
+        "serve gives its others false)", _INGEST,
+    )
     inject_endpoint: str = _opt(
         "", "endpoint the first ingest binds for server-made events from the API and bridge "
         "(default ipc in data dir)", _INJECT,

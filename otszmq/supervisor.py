@@ -105,6 +105,8 @@ def build_children(settings: Settings) -> list[Child]:
             *base, "ingest", *common, *child_flags(resolved, _INGEST), "--name", f"ingest-{i}",
             "--store", str(resolved.store).lower(),
             "--work-endpoint", resolved.work_endpoint_for(i),
+            # Server-made events enter through the first ingest only: one place keeps their order.
+            "--inject", "true" if i == 0 else "false",
         ]))
     if resolved.api_port:
         children.append(Child("api", 4, [

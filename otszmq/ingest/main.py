@@ -45,8 +45,8 @@ def run(settings: Settings, index: int = 0) -> int:
     router = make_socket(context, zmq.ROUTER, linger_ms=1000, hwm=hwm)
     sub = make_socket(context, zmq.SUB, linger_ms=0, hwm=hwm)
     stats_pub = make_socket(context, zmq.PUB, linger_ms=0, hwm=100)
-    # Server-made events come in through the first ingest only: one place keeps their order.
-    inject = make_socket(context, zmq.PULL, linger_ms=0, hwm=hwm) if index == 0 else None
+    # Server-made events come in through one ingest only (serve: the first), in one order.
+    inject = make_socket(context, zmq.PULL, linger_ms=0, hwm=hwm) if settings.inject else None
     try:
         if inject is not None:
             inject.bind(settings.inject_endpoint_url)

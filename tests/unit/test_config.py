@@ -6,6 +6,7 @@ import pytest
 
 from otszmq.config import Settings, child_flags, load_settings
 from otszmq.errors import ConfigError
+from otszmq.supervisor import build_children
 
 
 def test_defaults():
@@ -76,3 +77,10 @@ def test_child_flags_round_trip():
     argv = child_flags(settings, ["work_endpoints", "tcp_port"])
     assert argv == ["--work-endpoints", "tcp://a:1,tcp://b:2", "--tcp-port", "8088"]
     assert isinstance(Settings(), Settings)
+
+
+def test_only_the_first_ingest_binds_the_inject_endpoint() -> None:
+    settings = load_settings({"workers": "1", "ingest_processes": "3"}, env={})
+    flags = {child.name: child.argv[child.argv.index("--inject") + 1]
+             for child in build_children(settings) if child.name.startswith("ingest")}
+    assert flags == {"ingest-0": "true", "ingest-1": "false", "ingest-2": "false"}
