@@ -125,6 +125,8 @@ def fixed_rounds(runs: list[Running], base: LoadConfig, rates: list[float], roun
                 result = uvloop.run(load.run(replace(load_config(base, running), rate=rate)))
                 step = ramp.row(result)
                 step["server_us_per_event"] = per_event_us(step)
+                # Cumulative, so consecutive runs' difference is what this run cost.
+                step["counters_after"] = watched_counters(otszmq_stats(running.server))
                 rows[running.variant.name].append(step)
                 ramp.progress(
                     f"round {number + 1} {running.variant.name:10s} {rate:>7.0f}/s  delivered "

@@ -369,3 +369,12 @@ def test_federation_measures_local_and_federated_latency() -> None:
     for path in ("local", "federated"):
         assert result[path]["delivered"] == 20, result[path]
         assert result[path]["latency_ms"]["count"] == 20
+
+
+def test_floor_reports_costs_and_ceilings() -> None:
+    result = run_json("--clients", "10,50", "--calls", "200", program="benchmarks.floor")
+    assert result["benchmark"] == "otszmq.floor"
+    assert all(value > 0 for value in result["costs_us"].values())
+    ten, fifty = result["ceilings"]
+    assert (ten["clients"], fifty["clients"]) == (10, 50)
+    assert ten["max_events_per_s"] > fifty["max_events_per_s"] > 0

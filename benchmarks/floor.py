@@ -1,0 +1,145 @@
+"""The floor: CPU each stage of otszmq must spend per event, measured in-process on one core.
+
+A relay that does not parse can forward an event for the cost of its reads and writes; a TAK
+server parses each event once (it must know the sender, the type, the destinations, the groups).
+This measures, with the server's own code and a realistic 600-byte SA, the per-event work of
+every stage that cannot be skipped, and the ceiling it sets on a machine with this many cores:
+
+    ingest in      frame one event out of a read (XmlFramer.feed)
+    worker         parse (lxml + field extraction), route, pack the routed header
+    ingest out     unpack the routed header, once per event, plus per receiver a delivery
+                   (registry lookup, batch append, and the write's share of the join)
+
+Nothing here is a socket or a process boundary, so the numbers are lower bounds: the pipeline's
+ZeroMQ hops, system calls and the kernel's loopback work come on top. Compare the ceiling with
+the relay's measured max rate (BENCHMARKS.md) to see whether a ratio target can be met at all.
+
+    python -m benchmarks.floor --clients 10,50 --cores 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from lxml import etree
+
+from benchmarks import procstat
+from benchmarks.cotgen import SaFactory, cot_times
+from otszmq.ingest.framing import XmlFramer
+from otszmq.safexml import hardened_parser
+from otszmq.wire import RoutedHeader, SourceHeader, SourceKind, pack_routed, unpack_routed
+from otszmq.workers.cot import CotParser
+from otszmq.workers.router import route
+
+Json = dict[str, Any]
+
+REPEATS = 5
+
+
+def per_call_us(work: Callable[[], object], calls: int) -> float:
+    """The fastest of REPEATS timings of ``calls`` calls, in microseconds per call (the
+    fastest: noise on a shared machine only ever adds)."""
+    best = float("inf")
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        for _ in range(calls):
+            work()
+        best = min(best, time.perf_counter() - started)
+    return best / calls * 1e6
+
+
+def sample_event() -> bytes:
+    factory = SaFactory("f100f100", 1, 600)
+    return factory.event(factory.header(*cot_times(datetime.now(UTC))), 1, 1)
+
+
+def measure(calls: int) -> Json:
+    event = sample_event()
+    parser = CotParser()
+    raw_parser = hardened_parser()
+    framer = XmlFramer(1 << 20)
+    source = SourceHeader(SourceKind.EVENT, "ingest", 1, "peer", "uid", ("__ANON__",), "")
+
+    def worker() -> bytes:
+        parsed = parser.parse(event)
+        decision = route(parsed, source)
+        return pack_routed(RoutedHeader(
+            "w", 1, source.ingest, source.conn, decision.mode, decision.flags, source.groups_in,
+            decision.dest_uids, decision.dest_callsigns, decision.missions, parsed.uid,
+            parsed.type, parsed.callsign or "", parsed.stale_epoch, decision.evict_uid,
+            source.origin, source.sender_uid,
+        ))
+
+    routed = worker()
+    batch: list[bytes] = []
+
+    def deliver_one() -> None:
+        # The per-receiver work of IngestService._deliver and the flush: append to the
+        # receiver's batch; the join below is paid once per receiver per loop turn.
+        batch.append(event)
+        if len(batch) >= 8:
+            b"".join(batch)
+            batch.clear()
+
+    return {
+        "event_bytes": len(event),
+        "lxml_parse_us": round(per_call_us(lambda: etree.fromstring(event, raw_parser), calls), 2),
+        "ingest_in_us": round(per_call_us(lambda: framer.feed(event), calls), 2),
+        "worker_us": round(per_call_us(worker, calls), 2),
+        "ingest_out_per_event_us": round(per_call_us(lambda: unpack_routed(routed), calls), 2),
+        "ingest_out_per_delivery_us": round(per_call_us(deliver_one, calls), 3),
+    }
+
+
+def ceiling(costs: Json, clients: int, cores: int, generator_us: float) -> Json:
+    """Events/s the measured work allows when ``cores`` cores do nothing else but it (and the
+    generator, at ``generator_us`` per event, if given)."""
+    per_event = (costs["ingest_in_us"] + costs["worker_us"] + costs["ingest_out_per_event_us"]
+                 + costs["ingest_out_per_delivery_us"] * (clients - 1))
+    return {
+        "clients": clients,
+        "server_us_per_event": round(per_event, 2),
+        "generator_us_per_event": generator_us,
+        "max_events_per_s": round(cores * 1e6 / (per_event + generator_us)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.floor", description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", default="10,50", help="comma-separated client counts")
+    parser.add_argument("--cores", type=int, default=2, help="cores the ceiling may use")
+    parser.add_argument("--calls", type=int, default=20_000, help="calls per timing")
+    parser.add_argument("--generator-us", type=float, default=0.0,
+                        help="the load generator's CPU per event, us (it shares the cores)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        counts = [int(c) for c in args.clients.split(",") if c]
+    except ValueError:
+        parser.error(f"--clients: not integers: {args.clients}")
+    if not counts or min(counts) < 2 or args.cores < 1 or args.calls < 100:
+        parser.error("--clients must be >= 2 each, --cores >= 1, --calls >= 100")
+    costs = measure(args.calls)
+    ceilings = [ceiling(costs, n, args.cores, args.generator_us) for n in counts]
+    result: Json = {
+        "benchmark": "otszmq.floor",
+        "schema": 1,
+        "machine": procstat.machine_info(),
+        "costs_us": costs,
+        "ceilings": ceilings,
+    }
+    for line in ceilings:
+        print(f"{line['clients']:>4} clients: {line['server_us_per_event']} us of server work per "
+              f"event -> at most {line['max_events_per_s']:,} events/s on {args.cores} cores",
+              file=sys.stderr)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
