@@ -19,17 +19,22 @@ DEFAULT_PER_PAGE: Final = 50
 MAX_PAGE: Final = 1_000_000
 
 
+def checked_int(where: str, raw: str, low: int, high: int) -> int:
+    """``raw`` as an int in [low, high]; a 400 naming ``where`` otherwise."""
+    try:
+        value = int(raw)
+    except ValueError:
+        bad_request(where, f"must be an integer, got {raw!r}")
+    if not low <= value <= high:
+        bad_request(where, f"must be between {low} and {high}, got {value}")
+    return value
+
+
 def int_param(req: falcon.Request, name: str, default: int, low: int, high: int) -> int:
     raw = req.get_param(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        bad_request(name, f"must be an integer, got {raw!r}")
-    if not low <= value <= high:
-        bad_request(name, f"must be between {low} and {high}, got {value}")
-    return value
+    return checked_int(name, raw, low, high)
 
 
 def bool_param(req: falcon.Request, name: str, default: bool) -> bool:

@@ -36,7 +36,7 @@ from lxml import etree
 
 from otszmq.api.caller import Caller
 from otszmq.api.errors import bad_request, not_found
-from otszmq.api.params import MAX_NAME, _has_control, text_param
+from otszmq.api.params import MAX_NAME, _has_control, checked_int, text_param
 from otszmq.api.scope import caller_of, visible
 from otszmq.api.xmlbody import read_limited, read_xml_body
 from otszmq.store.groups import decode_groups, encode_groups
@@ -127,15 +127,7 @@ def _checked_text(where: str, value: str | None, limit: int) -> str | None:
 
 
 def _checked_int(where: str, value: str | None, low: int, high: int) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        bad_request(where, f"must be an integer, got {value!r}")
-    if not low <= number <= high:
-        bad_request(where, f"must be between {low} and {high}, got {number}")
-    return number
+    return None if value is None else checked_int(where, value, low, high)
 
 
 def _checked_bool(where: str, value: str | None) -> bool | None:
