@@ -106,7 +106,7 @@ def text_param(req: falcon.Request, name: str, *, required: bool = False) -> str
         if required:
             bad_request(name, "is required")
         return None
-    if len(raw) > MAX_TEXT or _has_control(raw):
+    if len(raw) > MAX_TEXT or has_control(raw):
         bad_request(name, f"must be at most {MAX_TEXT} printable characters")
     return raw
 
@@ -131,10 +131,10 @@ def safe_name(field: str, raw: str | None) -> str:
         bad_request(field, f"must be at most {MAX_NAME} characters")
     if "/" in raw or "\\" in raw or ".." in raw:
         bad_request(field, "must be a plain file name (no '/', '\\' or '..')")
-    if _has_control(raw):
+    if has_control(raw):
         bad_request(field, "must not contain NUL or control characters")
     return raw
 
 
-def _has_control(text: str) -> bool:
+def has_control(text: str) -> bool:
     return any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in text)

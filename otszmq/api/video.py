@@ -36,7 +36,7 @@ from lxml import etree
 
 from otszmq.api.caller import Caller
 from otszmq.api.errors import bad_request, not_found
-from otszmq.api.params import MAX_NAME, _has_control, checked_int, text_param
+from otszmq.api.params import MAX_NAME, checked_int, has_control, text_param
 from otszmq.api.scope import caller_of, visible
 from otszmq.api.xmlbody import read_limited, read_xml_body
 from otszmq.store.groups import decode_groups, encode_groups
@@ -121,7 +121,7 @@ def _text(feed: etree._Element, name: str) -> str | None:
 
 
 def _checked_text(where: str, value: str | None, limit: int) -> str | None:
-    if value is not None and (len(value) > limit or _has_control(value)):
+    if value is not None and (len(value) > limit or has_control(value)):
         bad_request(where, f"must be at most {limit} printable characters")
     return value
 
@@ -144,7 +144,7 @@ def _checked_bool(where: str, value: str | None) -> bool | None:
 def _checked_uid(where: str, value: str | None) -> str:
     if value is None:
         return str(uuid.uuid4())
-    if len(value) > MAX_NAME or _has_control(value) or "/" in value:
+    if len(value) > MAX_NAME or has_control(value) or "/" in value:
         bad_request(where, f"must be at most {MAX_NAME} printable characters without '/'")
     return value
 
@@ -211,7 +211,7 @@ def _url_row(where: str, url: Any) -> Row:
     if not isinstance(url, str) or not url.strip():
         bad_request(where, "must be a URL such as rtsp://host:8554/path")
     url = url.strip()
-    if len(url) > MAX_URL or _has_control(url):
+    if len(url) > MAX_URL or has_control(url):
         bad_request(where, f"must be at most {MAX_URL} printable characters")
     split = urlsplit(url)
     try:
