@@ -9,21 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from otszmq.api import openapi_accounts, openapi_certificates, openapi_listings
-
-
-def _error_response(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-
-
-def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
-
+from otszmq.api.openapi_parts import error, ok, query
 
 _EUD = {
     "type": "object",
@@ -43,7 +29,7 @@ _EUD = {
 
 
 def document(version: str) -> dict[str, Any]:
-    bad = _error_response("a parameter is missing or invalid")
+    bad = error("a parameter is missing or invalid")
     return {
         "openapi": "3.0.3",
         "info": {"title": "otszmq admin API", "version": version},
@@ -57,16 +43,16 @@ def document(version: str) -> dict[str, Any]:
             "/api/health": {"get": {
                 "summary": "Liveness; no authentication",
                 "operationId": "health", "security": openapi_accounts.PUBLIC,
-                "responses": {"200": _json({
+                "responses": {"200": ok({
                     "type": "object", "properties": {"status": {"type": "string"}},
                     "required": ["status"]})},
             }},
             "/api/status": {"get": {
                 "summary": "Uptime, database size, EUD counts and pipeline counters",
                 "operationId": "status",
-                "parameters": [_query("counters", {"type": "boolean", "default": True},
+                "parameters": [query("counters", {"type": "boolean", "default": True},
                                       "listen on the bus for each process's counters")],
-                "responses": {"200": _json({"$ref": "#/components/schemas/Status"}),
+                "responses": {"200": ok({"$ref": "#/components/schemas/Status"}),
                               "400": bad},
             }},
             "/api/euds": {"get": {
@@ -74,13 +60,13 @@ def document(version: str) -> dict[str, Any]:
                            "paginated",
                 "operationId": "listEuds",
                 "parameters": [
-                    _query("page", {"type": "integer", "minimum": 1, "default": 1}, "page"),
-                    _query("per_page", {"type": "integer", "minimum": 1, "maximum": 500,
+                    query("page", {"type": "integer", "minimum": 1, "default": 1}, "page"),
+                    query("per_page", {"type": "integer", "minimum": 1, "maximum": 500,
                                         "default": 50}, "rows per page"),
-                    _query("callsign", {"type": "string"}, "substring, case-insensitive"),
-                    _query("uid", {"type": "string"}, "exact uid"),
+                    query("callsign", {"type": "string"}, "substring, case-insensitive"),
+                    query("uid", {"type": "string"}, "exact uid"),
                 ],
-                "responses": {"200": _json({
+                "responses": {"200": ok({
                     "type": "object",
                     "properties": {
                         "results": {"type": "array", "items": _EUD},
@@ -93,7 +79,7 @@ def document(version: str) -> dict[str, Any]:
             "/api/openapi.json": {"get": {
                 "summary": "This document",
                 "operationId": "openapi", "security": openapi_accounts.PUBLIC,
-                "responses": {"200": _json({"type": "object"})},
+                "responses": {"200": ok({"type": "object"})},
             }},
         },
         "components": {"securitySchemes": openapi_accounts.SECURITY_SCHEMES, "schemas": {

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from otszmq.api.openapi_parts import body, error, ok, query, ref
+
 SECURITY_SCHEMES: Final = {
     "bearerAuth": {"type": "http", "scheme": "bearer",
                    "description": "a token from POST /api/login"},
@@ -16,39 +18,18 @@ BEARER: Final[list[dict[str, list[str]]]] = [{"bearerAuth": []}]
 PUBLIC: Final[list[dict[str, list[str]]]] = []  # an operation's "security": no token needed
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _ok(_ref("Error"), description)
-
-
-def _body(schema: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
-
-
 def _path(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-_BAD = _error("the body or a parameter is missing or invalid; the detail names the field")
-_NO_TOKEN = _error("no valid token (missing, malformed, expired or logged out)")
-_NOT_ADMIN = _error("the caller is not an administrator")
-_MISSING = _error("no such user or group")
-_CONFLICT = _error("already exists, or would leave no active administrator")
+_BAD = error("the body or a parameter is missing or invalid; the detail names the field")
+_NO_TOKEN = error("no valid token (missing, malformed, expired or logged out)")
+_NOT_ADMIN = error("the caller is not an administrator")
+_MISSING = error("no such user or group")
+_CONFLICT = error("already exists, or would leave no active administrator")
 _PAGE = [
-    _query("page", {"type": "integer", "minimum": 1, "default": 1}, "page"),
-    _query("per_page", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+    query("page", {"type": "integer", "minimum": 1, "default": 1}, "page"),
+    query("per_page", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
            "rows per page"),
 ]
 
@@ -59,7 +40,7 @@ def _admin(responses: dict[str, Any]) -> dict[str, Any]:
 
 def _page_of(item: str) -> dict[str, Any]:
     return {"type": "object", "properties": {
-        "results": {"type": "array", "items": _ref(item)}, "total": {"type": "integer"},
+        "results": {"type": "array", "items": ref(item)}, "total": {"type": "integer"},
         "page": {"type": "integer"}, "per_page": {"type": "integer"}},
         "required": ["results", "total", "page", "per_page"]}
 
@@ -68,21 +49,21 @@ PATHS: Final[dict[str, Any]] = {
     "/api/login": {"post": {
         "summary": "Trade a user name and password for a bearer token",
         "operationId": "login", "security": PUBLIC,
-        "requestBody": _body("Login"),
-        "responses": {"200": _ok(_ref("Token")), "400": _BAD,
-                      "401": _error("wrong user name or password")},
+        "requestBody": body("Login"),
+        "responses": {"200": ok(ref("Token")), "400": _BAD,
+                      "401": error("wrong user name or password")},
     }},
     "/api/logout": {"post": {
         "summary": "Revoke the token of this request",
         "operationId": "logout",
-        "responses": {"200": _ok({"type": "object", "properties": {
+        "responses": {"200": ok({"type": "object", "properties": {
             "status": {"type": "string"}}}), "401": _NO_TOKEN,
-            "400": _error("the caller came with a client certificate, not a token")},
+            "400": error("the caller came with a client certificate, not a token")},
     }},
     "/api/me": {"get": {
         "summary": "Who the token stands for",
         "operationId": "me",
-        "responses": {"200": _ok(_ref("Me")), "401": _NO_TOKEN},
+        "responses": {"200": ok(ref("Me")), "401": _NO_TOKEN},
     }},
     "/api/users": {
         "get": {
@@ -90,17 +71,17 @@ PATHS: Final[dict[str, Any]] = {
             "operationId": "listUsers",
             "parameters": [
                 *_PAGE,
-                _query("username", {"type": "string"}, "substring, case-insensitive"),
-                _query("role", {"type": "string", "enum": ["admin", "user"]}, "role"),
-                _query("active", {"type": "boolean"}, "active or not"),
+                query("username", {"type": "string"}, "substring, case-insensitive"),
+                query("role", {"type": "string", "enum": ["admin", "user"]}, "role"),
+                query("active", {"type": "boolean"}, "active or not"),
             ],
-            "responses": _admin({"200": _ok(_page_of("User")), "400": _BAD}),
+            "responses": _admin({"200": ok(_page_of("User")), "400": _BAD}),
         },
         "post": {
             "summary": "Add a user (administrators only)",
             "operationId": "addUser",
-            "requestBody": _body("NewUser"),
-            "responses": _admin({"201": _ok(_ref("User"), "Created"), "400": _BAD,
+            "requestBody": body("NewUser"),
+            "responses": _admin({"201": ok(ref("User"), "Created"), "400": _BAD,
                                  "409": _CONFLICT}),
         },
     },
@@ -108,13 +89,13 @@ PATHS: Final[dict[str, Any]] = {
         "get": {
             "summary": "One user (administrators only)",
             "operationId": "getUser", "parameters": [_path("username")],
-            "responses": _admin({"200": _ok(_ref("User")), "404": _MISSING}),
+            "responses": _admin({"200": ok(ref("User")), "404": _MISSING}),
         },
         "patch": {
             "summary": "Change a user's password, role, activity or groups (administrators only)",
             "operationId": "changeUser", "parameters": [_path("username")],
-            "requestBody": _body("UserChange"),
-            "responses": _admin({"200": _ok(_ref("User")), "400": _BAD, "404": _MISSING,
+            "requestBody": body("UserChange"),
+            "responses": _admin({"200": ok(ref("User")), "400": _BAD, "404": _MISSING,
                                  "409": _CONFLICT}),
         },
         "delete": {
@@ -128,15 +109,15 @@ PATHS: Final[dict[str, Any]] = {
         "get": {
             "summary": "Groups (channels) with member counts, paginated (administrators only)",
             "operationId": "listGroups",
-            "parameters": [*_PAGE, _query("name", {"type": "string"},
+            "parameters": [*_PAGE, query("name", {"type": "string"},
                                           "substring, case-insensitive")],
-            "responses": _admin({"200": _ok(_page_of("Group")), "400": _BAD}),
+            "responses": _admin({"200": ok(_page_of("Group")), "400": _BAD}),
         },
         "post": {
             "summary": "Add a group (administrators only)",
             "operationId": "addGroup",
-            "requestBody": _body("NewGroup"),
-            "responses": _admin({"201": _ok(_ref("Group"), "Created"), "400": _BAD,
+            "requestBody": body("NewGroup"),
+            "responses": _admin({"201": ok(ref("Group"), "Created"), "400": _BAD,
                                  "409": _CONFLICT}),
         },
     },

@@ -8,41 +8,28 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": _ref("Error")}}}
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
-
+from otszmq.api.openapi_parts import error, query, ref
 
 _SERIAL = {"name": "serial", "in": "path", "required": True, "schema": {"type": "string"},
            "description": "hexadecimal, as the listing and `otszmq cert list` show it"}
 _PACKAGE = {"description": "the data package (zip) with the new certificate and key; its "
                            "serial in the X-Certificate-Serial header",
             "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}
-_BAD = _error("a field is missing or invalid; the detail names it")
-_NO_CALLER = _error("no valid token or certificate")
-_NOT_ADMIN = _error("the caller is not an administrator (or is anonymous)")
-_NO_CA = _error("the server cannot sign: no stored CA passphrase")
+_BAD = error("a field is missing or invalid; the detail names it")
+_NO_CALLER = error("no valid token or certificate")
+_NOT_ADMIN = error("the caller is not an administrator (or is anonymous)")
+_NO_CA = error("the server cannot sign: no stored CA passphrase")
 _REVOKED = {"200": {"description": "revoked",
-                    "content": {"application/json": {"schema": _ref("Certificate")}}},
+                    "content": {"application/json": {"schema": ref("Certificate")}}},
             "400": _BAD, "401": _NO_CALLER, "403": _NOT_ADMIN,
-            "404": _error("no client certificate with that serial"),
-            "409": _error("already revoked"), "503": _NO_CA}
+            "404": error("no client certificate with that serial"),
+            "409": error("already revoked"), "503": _NO_CA}
 _CLIENT_OPTIONS = [
-    _query("client", {"type": "string", "enum": ["atak", "itak"], "default": "atak"},
+    query("client", {"type": "string", "enum": ["atak", "itak"], "default": "atak"},
            "ATAK/WinTAK or iTAK package layout"),
-    _query("host", {"type": "string"}, "server address in the package (default: the server "
+    query("host", {"type": "string"}, "server address in the package (default: the server "
                                        "certificate's first name)"),
-    _query("port", {"type": "integer", "default": 8089}, "TLS CoT port in the package"),
+    query("port", {"type": "integer", "default": 8089}, "TLS CoT port in the package"),
 ]
 
 PATHS: Final[dict[str, Any]] = {
@@ -52,16 +39,16 @@ PATHS: Final[dict[str, Any]] = {
                        "for users",
             "operationId": "listCertificates",
             "responses": {"200": {"description": "OK", "content": {"application/json": {
-                "schema": {"type": "array", "items": _ref("Certificate")}}}},
+                "schema": {"type": "array", "items": ref("Certificate")}}}},
                 "401": _NO_CALLER, "403": _NOT_ADMIN},
         },
         "post": {
             "summary": "Issue a certificate for a user (administrators only)",
             "operationId": "issueCertificate",
             "requestBody": {"required": True, "content": {"application/json": {
-                "schema": _ref("NewCertificate")}}},
+                "schema": ref("NewCertificate")}}},
             "responses": {"201": _PACKAGE, "400": _BAD, "401": _NO_CALLER,
-                          "403": _NOT_ADMIN, "404": _error("no such active user"),
+                          "403": _NOT_ADMIN, "404": error("no such active user"),
                           "503": _NO_CA},
         },
     },
@@ -75,7 +62,7 @@ PATHS: Final[dict[str, Any]] = {
     "/api/certificates/{serial}": {"delete": {
         "summary": "Revoke a certificate (administrators only)",
         "operationId": "revokeCertificate",
-        "parameters": [_SERIAL, _query("reason", {"type": "string"}, "CRL reason, e.g. "
+        "parameters": [_SERIAL, query("reason", {"type": "string"}, "CRL reason, e.g. "
                                                                      "key_compromise")],
         "responses": _REVOKED,
     }},

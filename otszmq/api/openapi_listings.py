@@ -9,41 +9,25 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from otszmq.api.openapi_parts import error, ok, query, ref
 from otszmq.api.params import DEFAULT_PER_PAGE, MAX_PER_PAGE
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _ok(_ref("Error"), description)
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
-
-
 def _text(name: str, description: str) -> dict[str, Any]:
-    return _query(name, {"type": "string"}, description)
+    return query(name, {"type": "string"}, description)
 
 
-_BAD = _error("a parameter or the body is invalid; the detail names it")
-_UNAVAILABLE = _error("the API runs without a node, or the node did not take the event")
+_BAD = error("a parameter or the body is invalid; the detail names it")
+_UNAVAILABLE = error("the API runs without a node, or the node did not take the event")
 _TIME = {"type": "string", "format": "date-time"}
 _PAGE = [
-    _query("page", {"type": "integer", "minimum": 1, "default": 1}, "page"),
-    _query("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE,
+    query("page", {"type": "integer", "minimum": 1, "default": 1}, "page"),
+    query("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE,
                         "default": DEFAULT_PER_PAGE}, "rows per page"),
 ]
 _WINDOW = [
-    _query("since", _TIME, "at or after this time (ISO 8601; no zone means UTC)"),
-    _query("until", _TIME, "at or before this time (ISO 8601; no zone means UTC)"),
+    query("since", _TIME, "at or after this time (ISO 8601; no zone means UTC)"),
+    query("until", _TIME, "at or before this time (ISO 8601; no zone means UTC)"),
 ]
 _UID = _text("uid", "exact uid")
 _CALLSIGN = _text("callsign", "substring, case-insensitive")
@@ -69,17 +53,17 @@ def _numbers(*names: str) -> dict[str, Any]:
 def _listing(operation_id: str, summary: str, item: str, parameters: list[dict[str, Any]]
              ) -> dict[str, Any]:
     page = {"type": "object", "properties": {
-        "results": {"type": "array", "items": _ref(item)}, "total": {"type": "integer"},
+        "results": {"type": "array", "items": ref(item)}, "total": {"type": "integer"},
         "page": {"type": "integer"}, "per_page": {"type": "integer"},
     }, "required": ["results", "total", "page", "per_page"]}
     return {"get": {
         "summary": summary + "; only what the caller's channels read (admins: all), paginated",
         "operationId": operation_id, "parameters": [*_PAGE, *parameters],
-        "responses": {"200": _ok(page), "400": _BAD},
+        "responses": {"200": ok(page), "400": _BAD},
     }}
 
 
-_ACCEPTED = _ok({"type": "object", "properties": {"uid": {"type": "string"}},
+_ACCEPTED = ok({"type": "object", "properties": {"uid": {"type": "string"}},
                  "required": ["uid"]}, "queued into the pipeline (stored shortly after)")
 
 PATHS: Final[dict[str, Any]] = {
@@ -88,13 +72,13 @@ PATHS: Final[dict[str, Any]] = {
         *_WINDOW, _BBOX]),
     "/api/cot": _listing("listCot", "The CoT log, newest first", "CotEvent", [
         _UID, _text("sender_uid", "exact uid of the sending device"), _CALLSIGN, _TYPE,
-        *_WINDOW, _query("xml", {"type": "boolean", "default": False},
+        *_WINDOW, query("xml", {"type": "boolean", "default": False},
                          "add each event's XML (when the store kept it)")]),
     "/api/chat": _listing("listChat", "Chat messages, newest first", "ChatMessage", [
         _text("room", "a room's id or name (alias: chatroom)"), _text("chatroom", "as room"),
         _text("sender", "the sender's uid, or a substring of its callsign"), *_WINDOW]),
     "/api/alerts": _listing("listAlerts", "Emergencies, newest first", "Alert", [
-        _query("active", {"type": "boolean"}, "true: not cancelled; false: cancelled"),
+        query("active", {"type": "boolean"}, "true: not cancelled; false: cancelled"),
         _UID, _text("alert_type", "exact, e.g. 911 Alert"), *_WINDOW]),
     "/api/casevac": _listing("listCasevac", "9-line MEDEVAC requests, newest first",
                              "Casevac", [_UID, _CALLSIGN, *_WINDOW]),
@@ -106,10 +90,10 @@ PATHS: Final[dict[str, Any]] = {
                        "IN channels, stored by the pipeline",
             "operationId": "createMarker",
             "requestBody": {"required": True, "content": {"application/json": {
-                "schema": _ref("NewMarker")}}},
+                "schema": ref("NewMarker")}}},
             "responses": {"202": _ACCEPTED, "400": _BAD,
-                          "403": _error("anonymous callers may not place markers"),
-                          "409": _error("the uid is an EUD's, or a marker the caller cannot "
+                          "403": error("anonymous callers may not place markers"),
+                          "409": error("the uid is an EUD's, or a marker the caller cannot "
                                         "change"),
                           "503": _UNAVAILABLE},
         },
@@ -120,9 +104,9 @@ PATHS: Final[dict[str, Any]] = {
         "parameters": [{"name": "uid", "in": "path", "required": True,
                         "schema": {"type": "string"}}],
         "responses": {"202": _ACCEPTED,
-                      "403": _error("anonymous, or the caller writes to none of the "
+                      "403": error("anonymous, or the caller writes to none of the "
                                     "marker's channels"),
-                      "404": _error("no such marker in a channel the caller reads"),
+                      "404": error("no such marker in a channel the caller reads"),
                       "503": _UNAVAILABLE},
     }},
     "/api/rb-lines": _listing("listRangeBearingLines", "Range-and-bearing lines by callsign",
@@ -136,8 +120,8 @@ PATHS: Final[dict[str, Any]] = {
         "parameters": [*_PAGE, _text("hash", "exact SHA-256"),
                        _text("name", "substring of the name or file name"),
                        _text("creator_uid", "exact"), _text("tool", "exact"), *_WINDOW],
-        "responses": {"200": _ok({"type": "object", "properties": {
-            "results": {"type": "array", "items": _ref("DataPackage")},
+        "responses": {"200": ok({"type": "object", "properties": {
+            "results": {"type": "array", "items": ref("DataPackage")},
             "total": {"type": "integer"}, "page": {"type": "integer"},
             "per_page": {"type": "integer"}}}), "400": _BAD},
     }},
