@@ -81,13 +81,18 @@ def upload_and_download(base: str) -> None:
                         timeout=10).text == result.text
 
 
+def gunicorn_argv(port: int) -> list[str]:
+    """Plain gunicorn on the WSGI module, two workers, preloaded (migrations run once)."""
+    return [sys.executable, "-m", "gunicorn", "otszmq.api.wsgi:application",
+            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--preload",
+            "--graceful-timeout", "5"]
+
+
 def test_gunicorn_serves_data_packages(tmp_path: Path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data_dir = tmp_path / "data"
-    argv = [sys.executable, "-m", "gunicorn", "otszmq.api.wsgi:application",
-            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--preload",
-            "--graceful-timeout", "5"]
+    argv = gunicorn_argv(port)
     add_user_command(data_dir, "admin", admin=True)
     with running(argv, api_env(data_dir), base, tmp_path / "gunicorn.log"):
         upload_and_download(base)
@@ -117,9 +122,7 @@ def test_tokens_hold_across_workers_and_logout_reaches_them_all(tmp_path: Path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data_dir = tmp_path / "data"
-    argv = [sys.executable, "-m", "gunicorn", "otszmq.api.wsgi:application",
-            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--preload",
-            "--graceful-timeout", "5"]
+    argv = gunicorn_argv(port)
     add_user_command(data_dir, "admin", admin=True)
     with running(argv, api_env(data_dir), base, tmp_path / "gunicorn.log"):
         assert requests.get(f"{base}/api/status", timeout=10).status_code == 401
