@@ -23,7 +23,6 @@ if __name__ == "__main__" and not __package__:
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import ssl
@@ -32,10 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import uvloop
-
 from benchmarks import cotgen, procstat
-from benchmarks.options import Endpoint, add_endpoint_flags, endpoint_from
+from benchmarks.options import Endpoint, add_endpoint_flags, endpoint_from, run_and_report
 from benchmarks.tls import TlsConfigError, client_context
 
 Json = dict[str, Any]
@@ -263,15 +260,8 @@ def parse_args(argv: list[str]) -> tuple[IdleConfig, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     cfg, json_only = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        result: Json = uvloop.run(run(cfg))
-    except TlsConfigError as exc:
-        print(f"benchmarks.idle: {exc}", file=sys.stderr)
-        return 1
-    if not json_only:
-        print(summary(result), file=sys.stderr)
-    print(json.dumps(result, indent=2))
-    return 1 if result["connections"]["held"] == 0 else 0
+    result = run_and_report("benchmarks.idle", run(cfg), summary, json_only, (TlsConfigError,))
+    return 1 if result is None or result["connections"]["held"] == 0 else 0
 
 
 if __name__ == "__main__":

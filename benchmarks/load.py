@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import math
 import re
 import secrets
@@ -38,11 +37,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import uvloop
-
 from benchmarks import cotgen, cotmix, procstat, results
 from benchmarks.loadsummary import summary
-from benchmarks.options import LoadConfig, add_load_flags, load_config_from
+from benchmarks.options import LoadConfig, add_load_flags, load_config_from, run_and_report
 from benchmarks.scenarios import Kind, Plan, Sender
 from benchmarks.tls import TlsConfigError, client_context
 
@@ -558,15 +555,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return storm.main(argv) if other == "connect-storm" else idle.main(argv)
     cfg, json_only = parse_args(argv)
-    try:
-        result: Json = uvloop.run(run(cfg))
-    except (BenchError, TlsConfigError) as exc:
-        print(f"benchmarks.load: {exc}", file=sys.stderr)
-        return 1
-    if not json_only:
-        print(summary(result), file=sys.stderr)
-    print(json.dumps(result, indent=2))
-    return 0
+    result = run_and_report("benchmarks.load", run(cfg), summary, json_only,
+                            (BenchError, TlsConfigError))
+    return 1 if result is None else 0
 
 
 if __name__ == "__main__":

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import re
+import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
+from typing import Any
+
+import uvloop
 
 from benchmarks import cotgen
 from benchmarks.scenarios import (
@@ -194,3 +200,23 @@ def is_rate_scenario(scenario: str) -> bool:
 
 def with_rate(cfg: LoadConfig, rate: float) -> LoadConfig:
     return replace(cfg, rate=rate)
+
+
+def run_and_report(
+    program: str,
+    work: Coroutine[Any, Any, dict[str, Any]],
+    summary: Callable[[dict[str, Any]], str],
+    json_only: bool,
+    errors: tuple[type[Exception], ...],
+) -> dict[str, Any] | None:
+    """Run one program's measurement: its JSON on stdout, its summary on stderr unless
+    ``json_only``; None (the error said on stderr) when it raised one of ``errors``."""
+    try:
+        result = uvloop.run(work)
+    except errors as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        return None
+    if not json_only:
+        print(summary(result), file=sys.stderr)
+    print(json.dumps(result, indent=2))
+    return result

@@ -23,7 +23,6 @@ if __name__ == "__main__" and not __package__:
 
 import argparse
 import asyncio
-import json
 import re
 import secrets
 import ssl
@@ -33,10 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import uvloop
-
 from benchmarks import cotgen, cotmix, procstat, results
-from benchmarks.options import Endpoint, add_endpoint_flags, endpoint_from
+from benchmarks.options import Endpoint, add_endpoint_flags, endpoint_from, run_and_report
 from benchmarks.tls import TlsConfigError, client_context
 
 Json = dict[str, Any]
@@ -360,15 +357,8 @@ def parse_args(argv: list[str]) -> tuple[StormConfig, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     cfg, json_only = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        result: Json = uvloop.run(run(cfg))
-    except TlsConfigError as exc:
-        print(f"benchmarks.storm: {exc}", file=sys.stderr)
-        return 1
-    if not json_only:
-        print(summary(result), file=sys.stderr)
-    print(json.dumps(result, indent=2))
-    return 1 if result["connect"]["connected"] == 0 else 0
+    result = run_and_report("benchmarks.storm", run(cfg), summary, json_only, (TlsConfigError,))
+    return 1 if result is None or result["connect"]["connected"] == 0 else 0
 
 
 if __name__ == "__main__":
