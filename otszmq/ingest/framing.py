@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from otszmq.errors import FrameTooLarge, FramingError, UnexpectedData
 
@@ -98,54 +98,34 @@ _CONTENT_NEXT = (
 _CONTENT_TAIL = 8
 
 
-class XmlFramer:
-    """Split one connection's CoT XML byte stream into frames.
+Item = TypeVar("Item")
 
-    Between frames, XML whitespace, a UTF-8 BOM, ``<?...?>`` processing instructions (the
-    ``<?xml?>`` declaration among them; its encoding is ignored because WinTAK declares utf-16 and
-    sends single bytes) and ``<!-- -->`` comments are skipped; anything else raises
-    :class:`UnexpectedData`. A frame, declaration or comment longer than ``max_event_size`` bytes
-    raises :class:`FrameTooLarge` as soon as more than that many bytes of it are buffered. After an
-    error the framer is dead: every later :meth:`feed` raises the same kind of error.
+
+class StreamFramer(Generic[Item]):
+    """What every framer of a client stream shares: a bounded buffer, a byte count for error
+    messages, and death on the first error (every later :meth:`feed` raises its kind again).
+
+    Subclasses validate ``max_event_size`` before calling ``__init__`` and implement ``_feed``.
     """
 
-    __slots__ = (
-        "_after",
-        "_buf",
-        "_depth",
-        "_error",
-        "_fed",
-        "_max",
-        "_name",
-        "_scan",
-        "_state",
-        "_term",
-    )
+    __slots__ = ("_buf", "_error", "_fed", "_max")
 
-    def __init__(self, max_event_size: int = 1 << 20) -> None:
-        if max_event_size < _MIN_LIMIT:
-            raise ValueError(f"max_event_size must be at least {_MIN_LIMIT}, got {max_event_size}")
+    def __init__(self, max_event_size: int) -> None:
         self._max = max_event_size
-        self._buf = bytearray()  # the unfinished item, from its '<' (or a short opener tail)
-        self._state = _IDLE
-        self._scan = 0  # where to resume searching, as an index into _buf
-        self._depth = 0  # open elements named like the root, the root included
-        self._name = b"event"  # root element name of the frame being read
-        self._term = b""  # what ends _SKIP: "-->", "]]>", "?>" or a closing quote
-        self._after = _IDLE  # state to return to when the _SKIP terminator is found
+        self._buf = bytearray()  # the unfinished item
         self._fed = 0  # bytes fed before the current chunk, for error messages
         self._error: FramingError | None = None
 
     @property
     def buffered(self) -> int:
-        """Bytes held for an incomplete frame (or declaration, comment, opener)."""
+        """Bytes held for an incomplete item."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[Frame]:
-        """Consume one chunk of the stream; return the frames it completed, in order.
+    def feed(self, data: bytes) -> list[Item]:
+        """Consume one chunk of the stream; return the items it completed, in order.
 
         ``data`` is ``bytes`` (a ``bytearray`` works too, but not a ``memoryview``). If it
-        raises, frames completed earlier in the same chunk are not returned: the connection is
+        raises, items completed earlier in the same chunk are not returned: the connection is
         to be closed anyway.
         """
         if self._error is not None:
@@ -158,6 +138,35 @@ class XmlFramer:
             raise
         finally:
             self._fed += len(data)
+
+    def _feed(self, data: bytes) -> list[Item]:
+        raise NotImplementedError
+
+
+class XmlFramer(StreamFramer[Frame]):
+    """Split one connection's CoT XML byte stream into frames.
+
+    Between frames, XML whitespace, a UTF-8 BOM, ``<?...?>`` processing instructions (the
+    ``<?xml?>`` declaration among them; its encoding is ignored because WinTAK declares utf-16 and
+    sends single bytes) and ``<!-- -->`` comments are skipped; anything else raises
+    :class:`UnexpectedData`. A frame, declaration or comment longer than ``max_event_size`` bytes
+    raises :class:`FrameTooLarge` as soon as more than that many bytes of it are buffered. After an
+    error the framer is dead: every later :meth:`feed` raises the same kind of error.
+    """
+
+    __slots__ = ("_after", "_depth", "_name", "_scan", "_state", "_term")
+
+    def __init__(self, max_event_size: int = 1 << 20) -> None:
+        if max_event_size < _MIN_LIMIT:
+            raise ValueError(f"max_event_size must be at least {_MIN_LIMIT}, got {max_event_size}")
+        # _buf: the unfinished item, from its '<' (or a short opener tail)
+        super().__init__(max_event_size)
+        self._state = _IDLE
+        self._scan = 0  # where to resume searching, as an index into _buf
+        self._depth = 0  # open elements named like the root, the root included
+        self._name = b"event"  # root element name of the frame being read
+        self._term = b""  # what ends _SKIP: "-->", "]]>", "?>" or a closing quote
+        self._after = _IDLE  # state to return to when the _SKIP terminator is found
 
     def _feed(self, data: bytes) -> list[Frame]:
         frames: list[Frame] = []

@@ -43,7 +43,8 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped,u
 from lxml import etree
 from takproto.proto import TakMessage
 
-from otszmq.errors import CotParseError, FrameTooLarge, FramingError, UnexpectedData
+from otszmq.errors import CotParseError, FrameTooLarge, UnexpectedData
+from otszmq.ingest.framing import StreamFramer
 from otszmq.safexml import hardened_parser
 from otszmq.servercot import cot_time
 from otszmq.workers.cot import parse_cot_time
@@ -77,43 +78,23 @@ def stream_message(payload: bytes) -> bytes:
     return _MAGIC_BYTE + encode_varint(len(payload)) + payload
 
 
-class ProtoFramer:
+class ProtoFramer(StreamFramer[bytes]):
     """Split one connection's TAK protocol stream into payloads (``TakMessage`` bytes).
 
     ``skipped`` counts garbage bytes passed over and ``resyncs`` the runs of them. After an error
     the framer is dead: every later :meth:`feed` raises the same kind of error.
     """
 
-    __slots__ = ("_buf", "_error", "_fed", "_garbage_run", "_max", "resyncs", "skipped")
+    __slots__ = ("_garbage_run", "resyncs", "skipped")
 
     def __init__(self, max_event_size: int = 1 << 20) -> None:
         if max_event_size < 1:
             raise ValueError(f"max_event_size must be positive, got {max_event_size}")
-        self._max = max_event_size
-        self._buf = bytearray()  # an unfinished message, from its magic byte
-        self._fed = 0  # bytes fed before the current chunk, for error messages
+        super().__init__(max_event_size)  # _buf: an unfinished message, from its magic byte
         self._garbage_run = 0  # garbage bytes since the last good message
-        self._error: FramingError | None = None
         self.skipped = 0
         self.resyncs = 0
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held for an incomplete message."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """Consume one chunk of the stream; return the payloads it completed, in order."""
-        if self._error is not None:
-            raise type(self._error)(f"framer stopped by an earlier error: {self._error}")
-        try:
-            return self._feed(data)
-        except FramingError as exc:
-            self._error = exc
-            self._buf = bytearray()
-            raise
-        finally:
-            self._fed += len(data)
 
     def _feed(self, data: bytes) -> list[bytes]:
         payloads: list[bytes] = []
