@@ -21,10 +21,8 @@ from peewee import Database
 
 from otszmq.api.app import ApiConfig, ApiDeps, create_app
 from otszmq.api.caller import ANONYMOUS_CALLER, Caller
-from otszmq.store.records import decode_record, record_from_event
 from otszmq.store.writer import RecordWriter
-from otszmq.workers.cot import parse_event
-from tests.store_support import database_url, migrated
+from tests.store_support import database_url, migrated, record_of
 
 
 def user_caller(name: str, groups_in: Sequence[str] = (), groups_out: Sequence[str] = (),
@@ -70,9 +68,8 @@ class MartiApp:
     def store(self, xml: bytes, groups: Sequence[str] = ("__ANON__",), *,
               raw_xml: bool = True, sender_uid: str = "") -> None:
         """Store one event as the store stage would: routed with ``groups``, written."""
-        packed = record_from_event(parse_event(xml), sender_uid, tuple(groups))
-        assert packed is not None, "the store keeps nothing of this event"
-        RecordWriter(self.database, store_raw_xml=raw_xml).write([decode_record(packed)])
+        record = record_of(xml, sender_uid, groups)
+        RecordWriter(self.database, store_raw_xml=raw_xml).write([record])
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -22,7 +22,14 @@ from peewee import Database, OperationalError, PostgresqlDatabase
 from otszmq.store.database import open_database
 from otszmq.store.migrations import migrate
 from otszmq.store.models import MODELS
-from otszmq.store.records import Record, decode_record, record_from_event
+from otszmq.store.records import (
+    Record,
+    RecordFields,
+    decode_record,
+    pack_records,
+    record_from_event,
+    unpack_records,
+)
 from otszmq.workers.cot import parse_event
 from tests.support import sa_event
 
@@ -103,17 +110,20 @@ def migrated(url: str) -> Iterator[Database]:
         database.close()
 
 
-def record_of(xml: bytes, sender_uid: str = "") -> Record:
-    """The decoded record of an event, as the worker would build and the store read it."""
-    packed = record_from_event(parse_event(xml), sender_uid)
-    assert packed is not None, "not a stored event"
-    return decode_record(packed)
+def record_of(xml: bytes, sender_uid: str = "", groups: Sequence[str] = ()) -> Record:
+    """The record of an event as the worker builds it and the store reads it: packed in a
+    record frame, unpacked and checked."""
+    fields = record_from_event(parse_event(xml), sender_uid, tuple(groups))
+    assert fields is not None, "not a stored event"
+    (unpacked,) = unpack_records(pack_records([fields]))
+    return decode_record(unpacked)
 
 
-def packed_sa(i: int, run: str = "t") -> bytes:
-    packed = record_from_event(parse_event(sa_event(f"uid-{run}-{i}", f"CS-{i}")), "")
-    assert packed is not None
-    return packed
+def sa_fields(i: int, run: str = "t") -> RecordFields:
+    """The record fields of SA number ``i``, as a worker puts them in a record frame."""
+    fields = record_from_event(parse_event(sa_event(f"uid-{run}-{i}", f"CS-{i}")), "")
+    assert fields is not None
+    return fields
 
 
 def wait_until(what: str, check: Callable[[], bool], deadline_s: float = 20.0) -> None:

@@ -31,7 +31,13 @@ from otszmq.bridge.outbox import Outbox
 from otszmq.bridge.topology import Topology
 from otszmq.errors import WireError
 from otszmq.metrics import Counters, publish_stats
-from otszmq.wire import TOPIC_EVENT, TOPIC_STATS, unpack_routed
+from otszmq.wire import (
+    TOPIC_EVENT,
+    TOPIC_STATS,
+    SequenceGaps,
+    routed_batch,
+    routed_header,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +95,7 @@ class BridgeService:
         )
         self.counters.gauge("outbox_depth", lambda: float(len(self.outbox)))
         self.counters.gauge("amqp_connected", lambda: float(self.link.connected))
-        self._last_seq: dict[str, int] = {}
+        self._gaps = SequenceGaps()
         # Set by the first stats message heard on the SUB (``run``: why).
         self._subscribed = asyncio.Event()
 
@@ -161,17 +167,19 @@ class BridgeService:
             if frames[0] != TOPIC_EVENT:
                 self._on_subscribed()
                 continue
-            # [TOPIC_EVENT, header, event, header, event, ...]
-            for i in range(1, len(frames) - 1, 2):
-                try:
-                    header = unpack_routed(frames[i])
-                    self._check_sequence(header.worker, header.seq)
-                except (WireError, TypeError, ValueError) as exc:
-                    values["wire_errors"] += 1
-                    log.error("dropping a malformed pipeline message: %s", exc)
-                    continue
+            try:
+                batch = routed_batch(frames)
+            except WireError as exc:
+                values["wire_errors"] += 1
+                log.error("dropping a malformed pipeline message: %s", exc)
+                continue
+            values["fanout_lost"] += self._gaps.check(
+                batch.worker, batch.first_seq, len(batch.events)
+            )
+            for entry in batch.events:
+                header = routed_header(entry)
+                event: bytes = entry[-1]
                 values["routed_in"] += 1
-                event = frames[i + 1]
                 for attachment in attachments:
                     try:
                         attachment.on_routed(header, event)
@@ -189,12 +197,6 @@ class BridgeService:
         if not self._subscribed.is_set():
             self._subscribed.set()
             self._sub.setsockopt(zmq.UNSUBSCRIBE, TOPIC_STATS)
-
-    def _check_sequence(self, worker: str, seq: int) -> None:
-        last = self._last_seq.get(worker)
-        if last is not None and seq > last + 1:
-            self.counters.values["fanout_lost"] += seq - last - 1
-        self._last_seq[worker] = seq
 
     # -- stats ------------------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """Per-client outbound path: coalesced writes and a bounded backlog for slow clients.
 
-While a client keeps up, deliveries are appended to ``Outbound.batch`` and written
-with one ``transport.write`` per event-loop iteration. When the transport's own
-buffer passes its high-water mark (asyncio calls ``pause_writing``), deliveries go
-to a :class:`Backlog` instead, whose policy is DESIGN §3's:
+While a client keeps up, deliveries are appended to ``Outbound.batch`` (whole events, or
+slices of a run of events shared by every reader: see :mod:`otszmq.ingest.delivery`) and
+written with one ``transport.write`` or ``writelines`` per event-loop iteration. When the
+transport's own buffer passes its high-water mark (asyncio calls ``pause_writing``),
+deliveries go to a :class:`Backlog` instead, whose policy is DESIGN §3's:
 
 - position reports are *coalesced* per uid: only the newest waits, in the place
   of the first one (clients only care where a contact is now);
@@ -19,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import OrderedDict
+
+Chunk = bytes | memoryview
+"""What a write batch holds: events, or a slice of a run's joined bytes."""
 
 HARD_LIMIT_FACTOR = 4
 """A backlog this many times over its bound disconnects at once, timeout or not."""
@@ -85,7 +89,7 @@ class Outbound:
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self.transport = transport
-        self.batch: list[bytes] = []
+        self.batch: list[Chunk] = []
         self.backlog: Backlog | None = None
         self.paused = False
         self.over_since: float | None = None
@@ -108,11 +112,16 @@ class Outbound:
             return
         self.batch = []
         if self.paused or self.backlog is not None:
-            # Order: anything already waiting goes first.
+            # Order: anything already waiting goes first. A slice becomes bytes of its own, so
+            # that a backlog never keeps a whole shared run alive.
             for data in batch:
-                self.add_slow(data, None)
+                self.add_slow(data if isinstance(data, bytes) else bytes(data), None)
             return
-        self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        if len(batch) == 1:
+            self.transport.write(batch[0])
+        else:
+            # PERF: one writev of the chunks, no join (slices of shared runs stay uncopied).
+            self.transport.writelines(batch)
 
     def send_now(self, data: bytes) -> None:
         """Queue ``data`` after what is queued and flush at once (rare control answers).

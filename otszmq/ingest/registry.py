@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from otszmq.ingest.outbound import Outbound
+from otszmq.wire import SourceHeader
 
 ANON_GROUP = "__ANON__"
 
@@ -31,7 +32,7 @@ class Connection:
     callsign: str = ""
     sa_type: str = "a-f-G-U-C"
     last_activity: float = 0.0
-    source_header: bytes = b""  # packed SourceHeader, rebuilt when identity changes
+    source_header: SourceHeader | None = None  # what it sends with, rebuilt on identity change
     held: list[bytes] | None = None  # events sent while the user's channels are looked up
     closing: bool = field(default=False)
 

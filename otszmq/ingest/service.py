@@ -24,11 +24,12 @@ import zmq
 
 from otszmq import servercot
 from otszmq.errors import CotParseError, WireError
+from otszmq.ingest.delivery import Delivery
 from otszmq.ingest.framing import event_type
-from otszmq.ingest.outbound import HARD_LIMIT_FACTOR, Outbound
+from otszmq.ingest.outbound import HARD_LIMIT_FACTOR
 from otszmq.ingest.protocol import CotStreamProtocol
 from otszmq.ingest.registry import Connection, Registry
-from otszmq.ingest.replay import ReplayCache, ReplayItem
+from otszmq.ingest.replay import ReplayCache
 from otszmq.ingest.takproto_codec import TakCodec
 from otszmq.ingest.tls import TlsContexts
 from otszmq.ingest.workerpool import WorkerPool
@@ -37,14 +38,12 @@ from otszmq.users import ANONYMOUS, Channels
 from otszmq.wire import (
     INJECT_EVENTS,
     INJECT_REGROUP,
-    RouteFlag,
-    RouteMode,
+    SequenceGaps,
     SourceHeader,
     SourceKind,
-    pack_source,
+    routed_batch,
     unpack_inject,
     unpack_regroup,
-    unpack_routed,
 )
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,8 @@ def unescape(value: bytes) -> str:
 _AUTH_ATTRIBUTE = re.compile(rb"""\b(username|password|uid)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 DRAIN_BATCH = 2000
-"""Routed events handled per loop iteration before client sockets get a turn."""
+"""Routed events handled per loop iteration before client sockets get a turn (at least one
+whole routed batch)."""
 
 PROBE_INTERVAL = 0.25
 PROBE_CONN = -1  # the pseudo source of start-up probes
@@ -113,21 +113,24 @@ class IngestService:
         )
         self.takcodec = TakCodec()  # TAK protocol v1 clients (negotiated on the TLS port)
         self._conn_ids = itertools.count(1)
-        self._last_seq: dict[str, int] = {}
-        self._dirty: list[Outbound] = []
-        self._deferred_close: list[Connection] = []
+        self._gaps = SequenceGaps()
         self._ready = asyncio.Event()
+        self.delivery = Delivery(
+            config.ingest_id, self.registry, self.replay, self.counters,
+            config.client_queue_bytes, self._proto_message, self._maybe_announce,
+            self._ready.set,
+        )
         self._stopping = False
         self._servers: list[asyncio.Server] = []
         self._tls: TlsContexts | None = None
         self._tls_generation_seen = 0
-        self._probe_header = pack_source(
-            SourceHeader(SourceKind.PROBE, config.ingest_id, PROBE_CONN, "probe", "", ())
+        self._probe_header = SourceHeader(
+            SourceKind.PROBE, config.ingest_id, PROBE_CONN, "probe", "", ()
         )
         c = self.counters
         c.preset(
             "connections_opened", "connections_closed", "events_in", "pings", "auth_frames",
-            "framing_errors", "routed_in", "deliveries", "sa_coalesced", "slow_disconnects",
+            "framing_errors", "routed_in", "slow_disconnects",
             "idle_disconnects", "fanout_lost", "wire_errors", "delivery_errors",
             "injected_events", "inject_errors", "regroups",
         )
@@ -203,8 +206,8 @@ class IngestService:
         self._stopping = True
         for server in self._servers:
             server.close()
+        self.delivery.flush()
         for conn in list(self.registry.by_id.values()):
-            self._flush_one(conn.out)
             conn.out.transport.close()
         for server in self._servers:
             await server.wait_closed()
@@ -216,6 +219,7 @@ class IngestService:
 
     def connected(self, conn: Connection) -> None:
         self.counters.values["connections_opened"] += 1
+        conn.source_header = self._source_header(conn)
         if conn.user:
             # Not routed to or from until its channels are known (a database query).
             conn.held = []
@@ -298,6 +302,7 @@ class IngestService:
                 self._send_to(conn, servercot.pong())
                 routable = [e for e in routable if e is not data]
         if routable:
+            assert conn.source_header is not None  # set by connected()
             self.pool.dispatch(conn.id, conn.source_header, routable)
 
     def auth_from(self, conn: Connection, data: bytes) -> None:
@@ -355,6 +360,7 @@ class IngestService:
             # Through the pipeline like any event of this source: after its last one,
             # routed to its groups, stored, and it clears the replay state everywhere.
             goodbye = servercot.delete(conn.uid, conn.sa_type)
+            assert conn.source_header is not None  # set by connected()
             self.pool.dispatch(conn.id, conn.source_header, [goodbye])
         self.pool.release(conn.id)
         log.debug("client %s (uid %r) disconnected: %s", conn.peer, conn.uid, exc or "closed")
@@ -384,10 +390,10 @@ class IngestService:
             events = frames[2:]
             if any(len(event) > self.config.max_event_size for event in events):
                 raise WireError(f"an event from {header.source!r} is over max_event_size")
-            source = pack_source(SourceHeader(
+            source = SourceHeader(
                 SourceKind.EVENT, self.config.ingest_id, INJECT_CONN, f"inject:{header.source}",
                 header.sender_uid, header.groups_in or ANONYMOUS.groups_in, header.origin,
-            ))
+            )
             self.counters.values["injected_events"] += len(events)
             if events:
                 self.pool.dispatch(INJECT_CONN, source, events)
@@ -408,91 +414,37 @@ class IngestService:
 
     def _drain_routed(self) -> None:
         sub = self._sub
-        deliver = self._deliver
+        deliver = self.delivery.deliver
+        counters = self.counters.values
         handled = 0
         while handled < DRAIN_BATCH:
             try:
                 frames = sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            # [topic, header, event, header, event, ...]: a worker's batch, in its order.
-            for i in range(1, len(frames) - 1, 2):
-                handled += 1
-                try:
-                    deliver(frames[i], frames[i + 1])
-                except (WireError, TypeError, ValueError) as exc:
-                    self.counters.inc("wire_errors")
-                    log.error("dropping a malformed pipeline message: %s", exc)
-                except Exception:
-                    # A bug must cost this one event, not the rest of the batch.
-                    self.counters.inc("delivery_errors")
-                    log.exception("unexpected error delivering a routed event")
-            if len(frames) % 2 == 0:
+            try:
+                batch = routed_batch(frames)
+            except WireError as exc:
                 self.counters.inc("wire_errors")
-                log.error("dropping a pipeline message with %d frames", len(frames))
-        self.counters.values["routed_in"] += handled
-        self._flush_dirty()
-        self._close_deferred()
+                log.error("dropping a malformed pipeline message: %s", exc)
+                continue
+            events = batch.events
+            lost = self._gaps.check(batch.worker, batch.first_seq, len(events))
+            if lost:
+                self.counters.inc("fanout_lost", lost)
+            handled += len(events)
+            try:
+                deliver(events)
+            except Exception:
+                # A bug must cost this batch, not the stage.
+                self.counters.inc("delivery_errors")
+                log.exception("unexpected error delivering a routed batch")
+        counters["routed_in"] += handled
+        self.delivery.flush()
+        self._close_overflowed()
         if handled >= DRAIN_BATCH:
             # The ZeroMQ fd is edge-triggered: keep draining on the next iteration.
             asyncio.get_running_loop().call_soon(self._drain_routed)
-
-    def _deliver(self, raw_header: bytes, payload: bytes) -> None:
-        hdr = unpack_routed(raw_header)
-        self._check_sequence(hdr.worker, hdr.seq)
-        own = hdr.ingest == self.config.ingest_id
-        mode = hdr.mode
-        if mode == RouteMode.PROBE:
-            if own:
-                self._ready.set()
-            return
-        flags = hdr.flags
-        if own and flags & RouteFlag.ANNOUNCE:
-            self._maybe_announce(hdr.conn, hdr.uid, hdr.callsign, hdr.type)
-        if hdr.evict_uid:
-            self.replay.forget(hdr.evict_uid)
-        if mode == RouteMode.BROADCAST:
-            targets = self.registry.readers(hdr.groups_in)
-            if flags & RouteFlag.REPLAY:
-                self.replay.put(hdr.uid, ReplayItem(payload, hdr.stale, tuple(hdr.groups_in)))
-        elif mode == RouteMode.DIRECT:
-            targets = self.registry.addressed(hdr.dest_uids, hdr.dest_callsigns, hdr.groups_in)
-        else:
-            return
-        skip = hdr.conn if own else 0
-        position_uid = hdr.uid if flags & RouteFlag.POSITION else None
-        dirty = self._dirty
-        delivered = 0
-        proto: bytes | None = None  # PERF: encoded on the first protobuf recipient, then reused
-        for conn in targets:
-            if conn.id == skip or conn.closing:
-                continue
-            out = conn.out
-            data = payload
-            if out.proto:
-                if proto is None:
-                    proto = self._proto_message(payload)
-                if not proto:
-                    continue  # cannot be encoded (counted): XML recipients still get it
-                data = proto
-            delivered += 1
-            if out.paused or out.backlog is not None:
-                self._deliver_slow(conn, data, position_uid)
-            else:
-                if not out.batch:
-                    dirty.append(out)
-                out.batch.append(data)
-        self.counters.values["deliveries"] += delivered
-
-    def _deliver_slow(self, conn: Connection, payload: bytes, position_uid: str | None) -> None:
-        out = conn.out
-        before = out.coalesced
-        out.add_slow(payload, position_uid)
-        self.counters.values["sa_coalesced"] += out.coalesced - before
-        if out.queued_bytes() > self.config.client_queue_bytes * HARD_LIMIT_FACTOR:
-            # NOTE: deferred: we are iterating over the registry this would change.
-            conn.closing = True
-            self._deferred_close.append(conn)
 
     def _maybe_announce(self, conn_id: int, uid: str, callsign: str, sa_type: str) -> None:
         conn = self.registry.by_id.get(conn_id)
@@ -502,23 +454,6 @@ class IngestService:
         if self.registry.announce(conn, uid, callsign):
             conn.source_header = self._source_header(conn)
             log.info("client %s is %r (uid %s)", conn.peer, callsign, uid)
-
-    def _check_sequence(self, worker: str, seq: int) -> None:
-        last = self._last_seq.get(worker)
-        if last is not None and seq != last + 1 and seq > last:
-            self.counters.inc("fanout_lost", seq - last - 1)
-        self._last_seq[worker] = seq
-
-    def _flush_dirty(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        for out in dirty:
-            self._flush_one(out)
-
-    def _flush_one(self, out: Outbound) -> None:
-        try:
-            out.flush()
-        except (OSError, RuntimeError) as exc:
-            log.debug("write failed: %s", exc)
 
     def _proto_message(self, event: bytes) -> bytes:
         """``event`` as a TAK protocol stream message; b"" (counted) if it cannot be encoded."""
@@ -532,15 +467,8 @@ class IngestService:
         return data
 
     def _send_to(self, conn: Connection, *events: bytes) -> None:
-        out = conn.out
-        if out.proto:  # each event is its own TAK protocol message
-            events = tuple(data for data in map(self._proto_message, events) if data)
-            if not events:
-                return
-        if not out.batch:
-            self._dirty.append(out)
-        out.batch.extend(events)
-        asyncio.get_running_loop().call_soon(self._flush_dirty)
+        self.delivery.send(conn, events)
+        asyncio.get_running_loop().call_soon(self.delivery.flush)
 
     # -- housekeeping --------------------------------------------------------------------
 
@@ -575,9 +503,8 @@ class IngestService:
             if why is not None:
                 self._slow_disconnect(conn, why)
 
-    def _close_deferred(self) -> None:
-        closing, self._deferred_close = self._deferred_close, []
-        for conn in closing:
+    def _close_overflowed(self) -> None:
+        for conn in self.delivery.take_overflowed():
             conn.closing = False  # let _close do its work
             self._slow_disconnect(conn, f"over {HARD_LIMIT_FACTOR}x its queue bound")
 
@@ -612,7 +539,7 @@ class IngestService:
         else:
             conn.out.transport.close()
 
-    def _source_header(self, conn: Connection) -> bytes:
-        return pack_source(SourceHeader(
+    def _source_header(self, conn: Connection) -> SourceHeader:
+        return SourceHeader(
             SourceKind.EVENT, self.config.ingest_id, conn.id, conn.peer, conn.uid, conn.groups_in,
-        ))
+        )

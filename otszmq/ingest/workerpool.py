@@ -8,7 +8,7 @@ its share of new clients.
 
 PERF: dispatch only queues; ``flush`` (scheduled once per event-loop turn through
 ``on_queued``) sends each worker one message holding every source's batch of that
-turn (wire.py: ``[counts, header, events..., header, events...]``). With many
+turn, in one frame (wire.py: ``work``). With many
 clients each read completes one or two events, and a ZeroMQ message per read cost
 the worker a wake-up and a receive per event.
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from otszmq.metrics import Counters
-from otszmq.wire import HEARTBEAT_INTERVAL, HELLO, pack_counts
+from otszmq.wire import HEARTBEAT_INTERVAL, HELLO, SourceHeader, pack_work
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class WorkerInfo:
 class Outgoing:
     """What one worker gets at the next flush: (source, header, events) in dispatch order."""
 
-    batches: list[tuple[int, bytes, list[bytes]]] = field(default_factory=list)
+    batches: list[tuple[int, SourceHeader, list[bytes]]] = field(default_factory=list)
 
 
 class WorkerPool:
@@ -69,7 +69,7 @@ class WorkerPool:
         self._pending_limit = pending_limit
         self._workers: dict[bytes, WorkerInfo] = {}
         self._assigned: dict[int, bytes] = {}
-        self._pending: deque[tuple[int, bytes, list[bytes]]] = deque()
+        self._pending: deque[tuple[int, SourceHeader, list[bytes]]] = deque()
         self._pending_events = 0
         counters.preset("worker_sends", "worker_backlog_drops", "no_worker_drops", "workers_lost")
         counters.gauge("workers_alive", lambda: len(self._workers))
@@ -103,7 +103,7 @@ class WorkerPool:
         if self._pending and self._workers:
             self._flush_pending()
 
-    def dispatch(self, conn_id: int, header: bytes, events: list[bytes]) -> None:
+    def dispatch(self, conn_id: int, header: SourceHeader, events: list[bytes]) -> None:
         """Queue a batch of events of source ``conn_id`` (in order) for its worker."""
         identity = self._assigned.get(conn_id)
         if identity is None:
@@ -123,15 +123,14 @@ class WorkerPool:
         outgoing, self._outgoing = self._outgoing, {}
         for identity, queued in outgoing.items():
             batches = queued.batches
-            frames = [identity, pack_counts([len(events) for _, _, events in batches])]
-            for _, header, events in batches:
-                frames.append(header)
-                frames += events
+            work = pack_work([(header, events) for _, header, events in batches])
             try:
-                self._router.send_multipart(frames, zmq.NOBLOCK)
+                self._router.send_multipart((identity, work), zmq.NOBLOCK)
             except zmq.Again:
                 # The worker's queue is at its high-water mark: it is far behind.
-                self._counters.values["worker_backlog_drops"] += len(frames) - 2 - len(batches)
+                self._counters.values["worker_backlog_drops"] += sum(
+                    len(events) for _, _, events in batches
+                )
                 continue
             except zmq.ZMQError as exc:
                 if exc.errno != zmq.EHOSTUNREACH:
@@ -176,7 +175,7 @@ class WorkerPool:
             info.name, why, len(moved), len(self._workers),
         )
 
-    def _hold(self, conn_id: int, header: bytes, events: list[bytes]) -> None:
+    def _hold(self, conn_id: int, header: SourceHeader, events: list[bytes]) -> None:
         if self._pending_events + len(events) > self._pending_limit:
             self._counters.inc("no_worker_drops", len(events))
             return

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 
 
 class RecordBuffer:
-    """A FIFO of packed records with a hard bound; thread-safe."""
+    """A FIFO of unpacked (not yet checked) records with a hard bound; thread-safe."""
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError("limit must be >= 1")
         self.limit = limit
-        self._items: deque[bytes] = deque()
+        self._items: deque[object] = deque()
         self._ready = threading.Condition(threading.Lock())
         self._closed = False
 
@@ -31,7 +31,7 @@ class RecordBuffer:
     def closed(self) -> bool:
         return self._closed
 
-    def put_many(self, records: Sequence[bytes]) -> int:
+    def put_many(self, records: Sequence[object]) -> int:
         """Append what fits; returns how many were dropped (counted by the caller)."""
         with self._ready:
             room = self.limit - len(self._items)
@@ -43,7 +43,7 @@ class RecordBuffer:
 
     def take(
         self, limit: int, linger: float = 0.0, timeout: float | None = None
-    ) -> list[bytes] | None:
+    ) -> list[object] | None:
         """Up to ``limit`` records, oldest first; None once closed and empty.
 
         Blocks until at least one record is there, or returns ``[]`` after ``timeout`` seconds.

@@ -2,37 +2,39 @@
 
 Parse once (STYLE rule 6): the worker already holds the :class:`CotEvent` (and its lxml
 ``<detail>`` element), so it builds the record right after routing, and the store stage only
-unpacks msgpack, never XML. This module is that format, sans-IO: :func:`record_from_event`
-(worker side) and :func:`decode_record` (store side). It imports neither peewee nor ZeroMQ.
+unpacks msgpack, never XML. This module is that format, sans-IO: :func:`record_from_event` and
+:func:`pack_records` (worker side), :func:`unpack_records` and :func:`decode_record` (store
+side). It imports neither peewee nor ZeroMQ.
 
-Frames: ``[TOPIC_RECORD, record, record, ...]``, one batch per worker drain round (see
-:mod:`otszmq.wire`).
+Frames: ``[TOPIC_RECORD, records]``, one per worker drain round (see :mod:`otszmq.wire`), where
+``records`` is one msgpack array ``[RECORD_VERSION, [record, record, ...]]``: packed once per
+round, in C, rather than once per record.
 
-Layout (``RECORD_VERSION`` 2; 1 had no ``groups``): a msgpack array with fixed positions::
+Record layout (``RECORD_VERSION`` 3; 2 packed each record on its own with the version in it, 1
+had no ``groups``): a msgpack array with fixed positions::
 
     idx  field       msgpack type      meaning
-    0    version     int               RECORD_VERSION; a store refuses other versions
-    1    kind        str               a RecordKind: which tables the record feeds
-    2    uid         str               event@uid
-    3    type        str               event@type
-    4    how         str               event@how ("" when absent)
-    5    time        timestamp         event@time (msgpack's Timestamp extension, -1: UTC)
-    6    start       timestamp         event@start
-    7    stale       timestamp         event@stale
-    8    sender_uid  str               the source connection's announced uid ("" before it
+    0    kind        str               a RecordKind: which tables the record feeds
+    1    uid         str               event@uid
+    2    type        str               event@type
+    3    how         str               event@how ("" when absent)
+    4    time        timestamp         event@time (msgpack's Timestamp extension, -1: UTC)
+    5    start       timestamp         event@start
+    6    stale       timestamp         event@stale
+    7    sender_uid  str               the source connection's announced uid ("" before it
                                        announces, and for events the server made)
-    9    lat         float | nil       point@lat; 9-13 are nil when the event has no <point>
-    10   lon         float | nil
-    11   hae         float | nil       9999999 (= unknown) and NaN are kept as sent
-    12   ce          float | nil
-    13   le          float | nil
-    14   callsign    str | nil         detail/contact@callsign
-    15   missions    [str]             detail/marti/dest@mission names
-    16   raw         bin               the event's bytes as received (the store keeps them only
+    8    lat         float | nil       point@lat; 8-12 are nil when the event has no <point>
+    9    lon         float | nil
+    10   hae         float | nil       9999999 (= unknown) and NaN are kept as sent
+    11   ce          float | nil
+    12   le          float | nil
+    13   callsign    str | nil         detail/contact@callsign
+    14   missions    [str]             detail/marti/dest@mission names
+    15   raw         bin               the event's bytes as received (the store keeps them only
                                        when store_raw_xml is on; see NOTE below)
-    17   detail      map | nil         kind-specific, below; str keys, values as sent (str) unless
+    16   detail      map | nil         kind-specific, below; str keys, values as sent (str) unless
                                        noted, absent attribute = nil
-    18   groups      [str]             the channels the event was written to: the sender's
+    17   groups      [str]             the channels the event was written to: the sender's
                                        (active) IN groups, sorted; the store keeps them so that
                                        listings show a caller only what its OUT groups read
 
@@ -61,9 +63,9 @@ store stage (workers do not take store settings), and dropping ~600 bytes there 
 second switch that must agree across processes.
 
 PERF: the worker pays for this on its hot path. An SA record costs a few attribute reads on
-elements the parser already picked out (no second walk over ``<detail>``), two
-``timestamp()`` calls and one ``msgpack.packb``; values stay the strings lxml gives, and the
-store converts them. Rarer kinds walk ``<detail>`` once.
+elements the parser already picked out (no second walk over ``<detail>``) and a tuple; the
+round's records are packed together. Values stay the strings lxml gives, and the store converts
+them. Rarer kinds walk ``<detail>`` once.
 """
 
 from __future__ import annotations
@@ -83,13 +85,16 @@ __all__ = [
     "CASEVAC_FIELDS",
     "RECORD_VERSION",
     "Record",
+    "RecordFields",
     "RecordKind",
     "decode_record",
+    "pack_records",
     "record_from_event",
+    "unpack_records",
 ]
 
-RECORD_VERSION: Final = 2
-_FIELDS: Final = 19  # entries of the array, version included
+RECORD_VERSION: Final = 3
+_FIELDS: Final = 18  # entries of one record's array
 
 
 class RecordKind:
@@ -340,10 +345,14 @@ def _kind(event: CotEvent) -> str | None:
     return _BY_EVENT_KIND.get(kind, RecordKind.EVENT)
 
 
+RecordFields = tuple[Any, ...]
+"""One record as the worker builds it: the layout above, in order."""
+
+
 def record_from_event(
     event: CotEvent, sender_uid: str, groups: Sequence[str] = ()
-) -> bytes | None:
-    """The packed record of a routed event, or None when the store keeps nothing of it.
+) -> RecordFields | None:
+    """The record of a routed event, or None when the store keeps nothing of it.
 
     ``groups``: the channels the event was written to (the source's IN groups).
 
@@ -355,15 +364,36 @@ def record_from_event(
         return None
     reader = _READERS.get(kind)
     detail = None if reader is None else reader(event, event.detail)
-    # PERF: datetimes go in as msgpack Timestamps, packed in C (faster than timestamp() calls,
-    # and exact to the microsecond both ways).
-    return msgpack.packb((
-        RECORD_VERSION, kind, event.uid, event.type, event.how, event.time, event.start,
-        event.stale, sender_uid, event.lat, event.lon, event.hae, event.ce, event.le,
-        event.callsign,
+    return (
+        kind, event.uid, event.type, event.how, event.time, event.start, event.stale,
+        sender_uid, event.lat, event.lon, event.hae, event.ce, event.le, event.callsign,
         [dest.mission for dest in event.dests if dest.mission] if event.dests else (),
         event.raw, detail, sorted(groups),
-    ), datetime=True)
+    )
+
+
+def pack_records(records: Sequence[RecordFields]) -> bytes:
+    """One record frame for a round's records."""
+    # PERF: datetimes go in as msgpack Timestamps, packed in C (faster than timestamp() calls,
+    # and exact to the microsecond both ways).
+    return msgpack.packb((RECORD_VERSION, records), datetime=True)
+
+
+def unpack_records(data: bytes) -> list[Any]:
+    """The records of one frame, unpacked but not yet checked (see :func:`decode_record`).
+
+    :class:`StoreError` if the frame is not a record batch of this version; then none of its
+    records can be trusted.
+    """
+    try:
+        batch = msgpack.unpackb(data, use_list=True, timestamp=3)  # 3: aware UTC datetimes
+    except (ValueError, OverflowError, msgpack.UnpackException) as exc:
+        raise StoreError(f"records: not msgpack: {exc}") from exc
+    if not isinstance(batch, list) or len(batch) != 2 or not isinstance(batch[1], list):
+        raise StoreError("records: expected [version, [record, ...]]")
+    if batch[0] != RECORD_VERSION:
+        raise StoreError(f"records: version {batch[0]!r}, expected {RECORD_VERSION}")
+    return batch[1]
 
 
 def _datetime(value: Any) -> datetime:
@@ -376,30 +406,24 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def decode_record(data: bytes) -> Record:
-    """Unpack one record; :class:`StoreError` if it is not one this store can read."""
-    try:
-        items = msgpack.unpackb(data, use_list=True, timestamp=3)  # 3: aware UTC datetimes
-    except (ValueError, OverflowError, msgpack.UnpackException) as exc:
-        raise StoreError(f"record: not msgpack: {exc}") from exc
+def decode_record(items: Any) -> Record:
+    """Check one unpacked record; :class:`StoreError` if it is not one this store can read."""
     if not isinstance(items, list) or len(items) != _FIELDS:
         raise StoreError(f"record: expected an array of {_FIELDS} items")
-    if items[0] != RECORD_VERSION:
-        raise StoreError(f"record: version {items[0]!r}, expected {RECORD_VERSION}")
-    detail = items[17]
+    detail = items[16]
     try:
-        if not isinstance(items[2], str) or not isinstance(items[16], bytes):
+        if not isinstance(items[1], str) or not isinstance(items[15], bytes):
             raise TypeError("uid must be a string and raw must be bytes")
         if detail is not None and not isinstance(detail, dict):
             raise TypeError("detail must be a map")
-        if not isinstance(items[18], list) or not all(isinstance(g, str) for g in items[18]):
+        if not isinstance(items[17], list) or not all(isinstance(g, str) for g in items[17]):
             raise TypeError("groups must be an array of strings")
         return Record(
-            str(items[1]), items[2], str(items[3]), str(items[4]), _datetime(items[5]),
-            _datetime(items[6]), _datetime(items[7]), str(items[8]), _opt_float(items[9]),
-            _opt_float(items[10]), _opt_float(items[11]), _opt_float(items[12]),
-            _opt_float(items[13]), None if items[14] is None else str(items[14]),
-            tuple(str(m) for m in items[15]), items[16], detail or {}, tuple(items[18]),
+            str(items[0]), items[1], str(items[2]), str(items[3]), _datetime(items[4]),
+            _datetime(items[5]), _datetime(items[6]), str(items[7]), _opt_float(items[8]),
+            _opt_float(items[9]), _opt_float(items[10]), _opt_float(items[11]),
+            _opt_float(items[12]), None if items[13] is None else str(items[13]),
+            tuple(str(m) for m in items[14]), items[15], detail or {}, tuple(items[17]),
         )
     except (TypeError, ValueError, OverflowError, OSError) as exc:
         raise StoreError(f"record: bad field: {exc}") from exc

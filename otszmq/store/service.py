@@ -26,7 +26,7 @@ import zmq
 from otszmq.errors import StoreError
 from otszmq.metrics import Counters, publish_stats
 from otszmq.store.buffer import RecordBuffer
-from otszmq.store.records import Record, decode_record
+from otszmq.store.records import Record, decode_record, unpack_records
 from otszmq.store.writer import DatabaseUnavailable, RecordWriter, Retention
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,14 @@ class StoreService:
                 frames = self._sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return count
-            records = frames[1:]
+            try:
+                if len(frames) != 2:
+                    raise StoreError(f"expected [topic, records], got {len(frames)} frames")
+                records = unpack_records(frames[1])
+            except StoreError as exc:
+                values["wire_errors"] += 1
+                log.warning("dropping a malformed record message: %s", exc)
+                continue
             values["records_in"] += len(records)
             dropped = self.buffer.put_many(records)
             if dropped:
@@ -142,10 +149,10 @@ class StoreService:
             while True:
                 # Bounded wait: pruning runs on schedule even when nothing arrives.
                 timeout = max(0.0, next_prune - time.monotonic())
-                packed = take(config.batch_size, config.flush_interval, timeout)
-                if packed is None:
+                unpacked = take(config.batch_size, config.flush_interval, timeout)
+                if unpacked is None:
                     break
-                self._write(self._decode(packed))
+                self._write(self._decode(unpacked))
                 if time.monotonic() >= next_prune:
                     self._prune()
                     next_prune = time.monotonic() + config.prune_interval
@@ -157,15 +164,15 @@ class StoreService:
             self._writer_failed = True
             self._stop = True
 
-    def _decode(self, packed: list[bytes]) -> list[Record]:
+    def _decode(self, unpacked: list[object]) -> list[Record]:
         records: list[Record] = []
         first_error: StoreError | None = None
-        for data in packed:
+        for items in unpacked:
             try:
-                records.append(decode_record(data))
+                records.append(decode_record(items))
             except StoreError as exc:
                 first_error = first_error or exc
-        malformed = len(packed) - len(records)
+        malformed = len(unpacked) - len(records)
         if malformed:
             self.counters.values["records_malformed"] += malformed
             log.warning("dropped %d malformed records (first: %s)", malformed, first_error)

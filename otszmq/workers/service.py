@@ -9,7 +9,6 @@ sockets plus a signal wake-up fd.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import time
@@ -19,32 +18,34 @@ import zmq
 
 from otszmq.errors import CotParseError, WireError
 from otszmq.metrics import Counters, publish_stats
-from otszmq.store.records import record_from_event
+from otszmq.store.records import pack_records, record_from_event
 from otszmq.wire import (
     HEARTBEAT_INTERVAL,
     HELLO,
     TOPIC_EVENT,
     TOPIC_RECORD,
-    RoutedHeader,
+    RoutedEntry,
     RouteFlag,
     RouteMode,
     SourceHeader,
     SourceKind,
-    pack_routed,
-    unpack_counts,
-    unpack_source,
+    pack_routed_batch,
+    source_header,
+    unpack_work,
 )
-from otszmq.workers.cot import CotParser
-from otszmq.workers.router import route
+from otszmq.workers.cot import CotEvent, CotParser
+from otszmq.workers.router import Decision, route
 
 log = logging.getLogger(__name__)
 
-DRAIN_FRAMES = 1000
-"""Frames (about events) handled per drain round before the loop looks at its heartbeat.
+DRAIN_EVENTS = 1000
+"""Events handled per drain round before the loop looks at its heartbeat.
 
-NOTE: counted in frames, not messages: one message from ingest holds every source's batch of
+NOTE: counted in events, not messages: one message from ingest holds every source's batch of
 a loop turn, and under overload 500 of them took a worker seconds, long enough for ingest to
 miss three heartbeats and drop it (workers_lost, then no_worker_drops)."""
+SOURCE_CACHE_LIMIT = 10_000
+"""Checked source headers kept (one per live connection and identity); cleared when full."""
 LOG_BURST = 20
 LOG_WINDOW = 10.0
 
@@ -55,6 +56,16 @@ class WorkerConfig:
     worker_id: str
     stats_interval: float
     records: bool = True  # publish store records (off when the node runs no store)
+
+
+def routed_entry(source: SourceHeader, decision: Decision, event: CotEvent) -> RoutedEntry:
+    """What a routed batch carries for one event: the RoutedHeader fields, then its bytes."""
+    return (
+        source.ingest, source.conn, decision.mode, decision.flags, source.groups_in,
+        decision.dest_uids, decision.dest_callsigns, decision.missions, event.uid, event.type,
+        event.callsign or "", event.stale_epoch, decision.evict_uid, source.origin,
+        source.sender_uid, event.raw,
+    )
 
 
 class RateLimitedLog:
@@ -90,7 +101,10 @@ class WorkerService:
         self._dealers = dealers
         self._pub = pub
         self._wakeup_fd = wakeup_fd
-        self._seq = itertools.count(1)
+        self._next_seq = 1  # the sequence number of the next routed event (wire.SequenceGaps)
+        # Source fields as received -> checked SourceHeader: a connection sends the same fields
+        # until its identity changes, so each is checked once.
+        self._sources: dict[tuple[object, ...], SourceHeader] = {}
         self._bad_input = RateLimitedLog()
         # One parser for the life of the process: building one costs ~20% of a parse.
         self._parser = CotParser()
@@ -100,7 +114,7 @@ class WorkerService:
             "dropped_protocol_negotiation", "probes", "records_out",
         )
         # STORE: records of this drain round for the store stage (see _drain).
-        self._records: list[bytes] = [TOPIC_RECORD]
+        self._records: list[tuple[object, ...]] = []
         self._stop = False
 
     def request_stop(self) -> None:
@@ -140,56 +154,66 @@ class WorkerService:
 
     def _drain(self, dealer: zmq.Socket[bytes]) -> None:
         """Handle what is queued now (bounded), then publish it as one batch."""
-        out: list[bytes] = [TOPIC_EVENT]
+        out: list[RoutedEntry] = []
         handled = 0
-        while handled < DRAIN_FRAMES:
+        while handled < DRAIN_EVENTS:
             try:
                 frames = dealer.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            handled += len(frames)
-            self.handle(frames, out)
-        if len(out) > 1:
-            self._pub.send_multipart(out)
+            handled += self.handle(frames, out)
+        if out:
+            batch = pack_routed_batch(self.config.worker_id, self._next_seq, out)
+            self._next_seq += len(out)
+            self._pub.send_multipart((TOPIC_EVENT, batch))
         # STORE HOOK: the round's store records go out after its routed events, in a message
-        # of their own, so routing never waits on them (wire.py: [TOPIC_RECORD, record, ...]).
-        if len(self._records) > 1:
-            self.counters.values["records_out"] += len(self._records) - 1
-            self._pub.send_multipart(self._records)
-            self._records = [TOPIC_RECORD]
+        # of their own, so routing never waits on them (wire.py: [TOPIC_RECORD, records]).
+        if self._records:
+            self.counters.values["records_out"] += len(self._records)
+            self._pub.send_multipart((TOPIC_RECORD, pack_records(self._records)))
+            self._records = []
 
-    def handle(self, frames: list[bytes], out: list[bytes]) -> None:
-        """Parse and route one message from ingest: each source's batch in turn."""
+    def handle(self, frames: list[bytes], out: list[RoutedEntry]) -> int:
+        """Parse and route one message from ingest, each source's batch in turn; append the
+        routed events to ``out``. Returns the number of events the message held."""
         try:
-            if not frames:
-                raise WireError("empty message")
-            counts = unpack_counts(frames[0], len(frames) - 1)
+            if len(frames) != 1:
+                raise WireError(f"expected one frame, got {len(frames)}")
+            items = unpack_work(frames[0])
         except WireError as exc:
             self.counters.values["wire_errors"] += 1
             self._bad_input.warning("dropping a malformed message from ingest: %s", exc)
-            return
-        start = 1
-        for count in counts:
-            self._handle_source(frames, start, start + 1 + count, out)
-            start += 1 + count
+            return 1
+        handled = 0
+        for fields, events in items:
+            handled += len(events)
+            source = self._sources.get(fields)
+            if source is None:
+                try:
+                    source = source_header(fields)
+                except WireError as exc:
+                    self.counters.values["wire_errors"] += 1
+                    self._bad_input.warning("dropping a malformed batch from ingest: %s", exc)
+                    continue
+                if len(self._sources) >= SOURCE_CACHE_LIMIT:
+                    self._sources.clear()
+                self._sources[fields] = source
+            self._handle_source(source, events, out)
+        return handled
 
-    def _handle_source(self, frames: list[bytes], first: int, end: int, out: list[bytes]) -> None:
-        """Parse and route one source's batch, ``frames[first]`` its header and the events up
-        to ``end``; append [header, event] pairs to ``out``."""
+    def _handle_source(
+        self, source: SourceHeader, events: tuple[bytes, ...], out: list[RoutedEntry]
+    ) -> None:
+        """Parse and route one source's events, in order; append them to ``out``."""
         counters = self.counters.values
-        try:
-            source = unpack_source(frames[first])
-        except WireError as exc:
-            counters["wire_errors"] += 1
-            self._bad_input.warning("dropping a malformed batch from ingest: %s", exc)
-            return
         if source.kind == SourceKind.PROBE:
             counters["probes"] += 1
-            out += (self._header(source, RouteMode.PROBE), b"")
+            out.append(self._entry(source, RouteMode.PROBE))
             return
-        counters["events_in"] += end - first - 1
+        counters["events_in"] += len(events)
         parse = self._parser.parse
-        for payload in frames[first + 1:end]:
+        records = self._records if self.config.records else None
+        for payload in events:
             try:
                 event = parse(payload)
             except CotParseError as exc:
@@ -200,25 +224,18 @@ class WorkerService:
             if decision.drop_reason:
                 self.counters.inc("dropped_" + decision.drop_reason)
                 continue
-            header = RoutedHeader(
-                self.config.worker_id, next(self._seq), source.ingest, source.conn,
-                decision.mode, decision.flags, source.groups_in, decision.dest_uids,
-                decision.dest_callsigns, decision.missions, event.uid, event.type,
-                event.callsign or "", event.stale_epoch, decision.evict_uid, source.origin,
-                source.sender_uid,
-            )
-            out += (pack_routed(header), payload)
+            out.append(routed_entry(source, decision, event))
             counters["events_routed"] += 1
             # STORE HOOK: what the store keeps of this event, built from the parsed event (the
             # store never parses XML); None for what it does not keep.
-            if self.config.records:
+            if records is not None:
                 record = record_from_event(event, source.sender_uid, source.groups_in)
                 if record is not None:
-                    self._records.append(record)
+                    records.append(record)
 
-    def _header(self, source: SourceHeader, mode: int) -> bytes:
-        return pack_routed(RoutedHeader(
-            self.config.worker_id, next(self._seq), source.ingest, source.conn, mode,
-            RouteFlag.NONE, source.groups_in, (), (), (), "", "", "", 0.0, "", source.origin,
-            source.sender_uid,
-        ))
+    @staticmethod
+    def _entry(source: SourceHeader, mode: int) -> RoutedEntry:
+        return (
+            source.ingest, source.conn, mode, RouteFlag.NONE, source.groups_in, (), (), (), "",
+            "", "", 0.0, "", source.origin, source.sender_uid, b"",
+        )

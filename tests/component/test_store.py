@@ -38,7 +38,7 @@ from otszmq.store.models import (
     Point,
     SchemaVersion,
 )
-from otszmq.store.records import record_from_event
+from otszmq.store.records import RecordFields, pack_records, record_from_event
 from otszmq.store.service import StoreConfig, StoreService
 from otszmq.store.writer import RecordWriter, Retention
 from otszmq.wire import TOPIC_RECORD, TOPIC_STATS
@@ -49,9 +49,9 @@ from tests.store_support import (
     database_url,
     migrate_in_child,
     migrated,
-    packed_sa,
     pg_base_url,
     record_of,
+    sa_fields,
     store_event,
     wait_until,
 )
@@ -240,8 +240,12 @@ class Harness:
     def counters(self) -> dict[str, int]:
         return self.service.counters.values
 
-    def send(self, records: list[bytes]) -> None:
-        self.pub.send_multipart([TOPIC_RECORD, *records])
+    def send(self, records: list[RecordFields]) -> None:
+        """One record frame, as a worker sends a drain round's records."""
+        self.send_frame(pack_records(records))
+
+    def send_frame(self, frame: bytes) -> None:
+        self.pub.send_multipart([TOPIC_RECORD, frame])
 
     def stop(self) -> None:
         self.service.request_stop()
@@ -274,7 +278,7 @@ def test_records_over_zeromq_are_written_in_batches(url, tmp_path):
     with harness(url, tmp_path) as store:
         total = 1200
         for start in range(0, total, 100):
-            store.send([packed_sa(i) for i in range(start, start + 100)])
+            store.send([sa_fields(i) for i in range(start, start + 100)])
         wait_until("all records written", lambda: store.counters["records_written"] == total)
         assert CotLog.select().count() == total
         assert Point.select().count() == total
@@ -286,7 +290,7 @@ def test_records_over_zeromq_are_written_in_batches(url, tmp_path):
 def test_overflow_is_dropped_and_counted(url, tmp_path):
     # The writer lingers for a full batch, so records pile up against the bound.
     with harness(url, tmp_path, queue_limit=10, flush_interval=60.0) as store:
-        store.send([packed_sa(i) for i in range(25)])
+        store.send([sa_fields(i) for i in range(25)])
         wait_until("records received", lambda: store.counters["records_in"] == 25)
         assert store.counters["records_dropped"] == 15
         assert store.counters["records_written"] == 0
@@ -297,9 +301,13 @@ def test_overflow_is_dropped_and_counted(url, tmp_path):
 
 def test_malformed_records_are_counted_and_skipped(url, tmp_path):
     with harness(url, tmp_path) as store:
-        store.send([b"not msgpack", msgpack.packb([99, "eud"]), packed_sa(1)])
+        store.send_frame(b"not msgpack")  # no record of it can be trusted
+        store.send_frame(msgpack.packb([99, [list(sa_fields(9))]], datetime=True))  # other version
+        store.send([(99, "eud"), "not a record", sa_fields(1)])  # costs only the bad ones
         wait_until("good record written", lambda: store.counters["records_written"] == 1)
         assert store.counters["records_malformed"] == 2
+        assert store.counters["wire_errors"] == 2
+        assert Eud.select().count() == 1
 
 
 def test_retention_runs_on_schedule_while_idle(url, tmp_path):
@@ -319,7 +327,7 @@ def test_a_record_the_database_refuses_costs_only_itself(url, tmp_path):
         pytest.skip("SQLite does not enforce varchar lengths; PostgreSQL refuses 300 characters")
     long_name = marker("m-long", "x" * 300)
     with harness(url, tmp_path) as store:
-        store.send([packed_sa(1), _pack(long_name), packed_sa(2)])
+        store.send([sa_fields(1), _fields(long_name), sa_fields(2)])
         counters = store.counters
         wait_until("records settled",
                    lambda: counters["records_written"] + counters["records_failed"] == 3)
@@ -327,10 +335,10 @@ def test_a_record_the_database_refuses_costs_only_itself(url, tmp_path):
         assert Eud.select().count() == 2
 
 
-def _pack(xml: bytes) -> bytes:
-    packed = record_from_event(parse_event(xml), "")
-    assert packed is not None
-    return packed
+def _fields(xml: bytes) -> RecordFields:
+    fields = record_from_event(parse_event(xml), "")
+    assert fields is not None
+    return fields
 
 
 def test_a_lost_database_connection_is_retried_without_loss(url, tmp_path):
@@ -338,7 +346,7 @@ def test_a_lost_database_connection_is_retried_without_loss(url, tmp_path):
         pytest.skip("needs a database server whose connections can be cut")
     name = f"otszmq-store-{uuid.uuid4().hex[:8]}"
     with harness(f"{url}&application_name={name}", tmp_path) as store:
-        store.send([packed_sa(i, "a") for i in range(10)])
+        store.send([sa_fields(i, "a") for i in range(10)])
         wait_until("first records written", lambda: store.counters["records_written"] == 10)
         admin = open_database(pg_base_url())
         try:
@@ -349,7 +357,7 @@ def test_a_lost_database_connection_is_retried_without_loss(url, tmp_path):
         finally:
             admin.close()
         assert cut == [(True,)]
-        store.send([packed_sa(i, "b") for i in range(10)])
+        store.send([sa_fields(i, "b") for i in range(10)])
         wait_until("records after the cut written",
                    lambda: store.counters["records_written"] == 20)
         assert store.counters["write_retries"] >= 1
@@ -363,7 +371,7 @@ def test_a_writer_bug_ends_the_service_with_an_error(url, tmp_path):
             raise RuntimeError("bug")
 
         store.service._writer.write = broken  # type: ignore[method-assign]
-        store.send([packed_sa(1)])
+        store.send([sa_fields(1)])
         store.thread.join(20)
         assert not store.thread.is_alive()
         assert isinstance(store.error, StoreError)
@@ -400,7 +408,8 @@ def test_sigterm_flushes_every_received_record(url, tmp_path):
         assert os.read(ready_r, 16).startswith(b"ready")
         total = 2000
         for start in range(0, total, 250):
-            pub.send_multipart([TOPIC_RECORD, *(packed_sa(i) for i in range(start, start + 250))])
+            batch = [sa_fields(i) for i in range(start, start + 250)]
+            pub.send_multipart([TOPIC_RECORD, pack_records(batch)])
         counters: dict[str, int] = {}
         deadline = time.monotonic() + 20
         while counters.get("records_in") != total:

@@ -23,10 +23,8 @@ from otszmq.store.models import (
     RangeBearingLine,
     VideoStream,
 )
-from otszmq.store.records import decode_record, record_from_event
 from otszmq.store.writer import RecordWriter
-from otszmq.workers.cot import parse_event
-from tests.store_support import BACKENDS, SA, database_url, migrated, store_event
+from tests.store_support import BACKENDS, SA, database_url, migrated, record_of, store_event
 
 GROUPED = (Eud, CotLog, Point, GeoChat, Alert, Casevac, Marker, RangeBearingLine, VideoStream)
 
@@ -50,11 +48,7 @@ def database(request, tmp_path) -> Iterator[Database]:
 
 
 def write(database: Database, groups: tuple[str, ...]) -> None:
-    records = []
-    for xml in EVENTS:
-        packed = record_from_event(parse_event(xml), "ANDROID-1", groups)
-        assert packed is not None
-        records.append(decode_record(packed))
+    records = [record_of(xml, "ANDROID-1", groups) for xml in EVENTS]
     RecordWriter(database, store_raw_xml=False).write(records)
 
 

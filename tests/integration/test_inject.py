@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 from otszmq.inject import Injector
-from otszmq.wire import TOPIC_EVENT, unpack_routed
+from otszmq.wire import TOPIC_EVENT, routed_batch, routed_header
 from tests.support import Node, add_user, marker_event, running_node, stream_login
 
 pytestmark = pytest.mark.integration
@@ -122,8 +122,8 @@ def test_origin_travels_to_the_routed_header(node: Node, injector: Injector) -> 
             # SUB joins asynchronously: resend until one is heard.
             while sub.poll(500):
                 frames = sub.recv_multipart()
-                for i in range(1, len(frames) - 1, 2):
-                    header = unpack_routed(frames[i])
+                for entry in routed_batch(frames).events:
+                    header = routed_header(entry)
                     if header.uid == uid:
                         assert header.origin == "server-b"
                         return

@@ -30,7 +30,7 @@ from otszmq.bridge.meshtastic.schema import PortNum
 from otszmq.config import load_settings
 from otszmq.inject import Injector
 from otszmq.metrics import Counters
-from otszmq.wire import TOPIC_EVENT, unpack_routed
+from otszmq.wire import TOPIC_EVENT, routed_batch, routed_header
 from otszmq.workers.cot import parse_event
 from tests.amqp_support import amqp_vhost, rabbitmqctl
 from tests.support import marker_event, running_node, sa_event
@@ -101,9 +101,9 @@ class FanoutReader:
     async def run(self) -> None:
         while True:
             frames = await self.sub.recv_multipart()
-            for i in range(1, len(frames) - 1, 2):
+            for entry in routed_batch(frames).events:
                 self.seen += 1
-                self.link.on_routed(unpack_routed(frames[i]), frames[i + 1])
+                self.link.on_routed(routed_header(entry), entry[-1])
 
     def close(self) -> None:
         self.sub.close()

@@ -25,6 +25,9 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         self.written.append(data)
 
+    def writelines(self, chunks: list[bytes | memoryview]) -> None:
+        self.write(b"".join(chunks))  # what asyncio's default writelines does
+
 
 @dataclass(frozen=True)
 class FakeConfig:

@@ -33,6 +33,9 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         self.written.append(data)
 
+    def writelines(self, chunks: list[bytes | memoryview]) -> None:
+        self.write(b"".join(chunks))  # what asyncio's default writelines does
+
     def get_write_buffer_size(self) -> int:
         return 0
 

@@ -19,13 +19,11 @@ from peewee import Database
 from otszmq.api.app import ApiConfig, ApiDeps, create_app
 from otszmq.api.auth import issue_token
 from otszmq.store.models import DataPackage, Marker
-from otszmq.store.records import decode_record, record_from_event
 from otszmq.store.writer import RecordWriter
 from otszmq.users import add_user
-from otszmq.workers.cot import parse_event
 from tests.api_support import bearer
 from tests.marti_support import RecordingInjector, assert_json_error
-from tests.store_support import BACKENDS, T, database_url, migrated, store_event
+from tests.store_support import BACKENDS, T, database_url, migrated, record_of, store_event
 
 # route -> the uid each group's item has there (see items_of)
 ROUTES = {
@@ -69,11 +67,7 @@ class Api:
 
     def store(self, events: Sequence[bytes], groups: Sequence[str]) -> None:
         """Write ``events`` as the store stage would, as sent to ``groups``."""
-        records = []
-        for xml in events:
-            packed = record_from_event(parse_event(xml), "", tuple(groups))
-            assert packed is not None, xml
-            records.append(decode_record(packed))
+        records = [record_of(xml, "", groups) for xml in events]
         RecordWriter(self.database, store_raw_xml=True).write(records)
 
     def user(self, name: str, groups_in: Sequence[str] = (), groups_out: Sequence[str] = (),

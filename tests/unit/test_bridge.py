@@ -43,7 +43,7 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 def header(mode: int = RouteMode.BROADCAST, *, groups: tuple[str, ...] = ("__ANON__",),
            origin: str = "", uids: tuple[str, ...] = (), callsigns: tuple[str, ...] = (),
            missions: tuple[str, ...] = (), sender: str = "u1") -> RoutedHeader:
-    return RoutedHeader("w", 1, "i", 3, mode, RouteFlag.NONE, groups, uids, callsigns, missions,
+    return RoutedHeader("i", 3, mode, RouteFlag.NONE, groups, uids, callsigns, missions,
                         "u1", "a-f-G-U-C", "A", 0.0, "", origin, sender)
 
 

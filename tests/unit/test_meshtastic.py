@@ -368,7 +368,7 @@ class Clock:
 def routed(event: bytes, *, groups=("__ANON__",), origin="") -> RoutedHeader:
     parsed = parse_event(event)
     flags = RouteFlag.POSITION if parsed.type.startswith("a-") else RouteFlag.NONE
-    return RoutedHeader("w", 1, "i", 7, RouteMode.BROADCAST, flags, groups, (), (), (),
+    return RoutedHeader("i", 7, RouteMode.BROADCAST, flags, groups, (), (), (),
                         parsed.uid, parsed.type, parsed.callsign or "", 0.0, "", origin,
                         parsed.uid)
 

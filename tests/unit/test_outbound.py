@@ -20,6 +20,9 @@ class FakeTransport:
         if sum(map(len, self.writes)) >= self.capacity and self.out is not None:
             self.out.pause()
 
+    def writelines(self, chunks: list[bytes | memoryview]) -> None:
+        self.write(b"".join(chunks))  # what asyncio's default writelines does
+
 
 def outbound(capacity: int = 10**9) -> tuple[Outbound, FakeTransport]:
     transport = FakeTransport(capacity)

@@ -20,7 +20,9 @@ from otszmq.store.records import (
     RECORD_VERSION,
     RecordKind,
     decode_record,
+    pack_records,
     record_from_event,
+    unpack_records,
 )
 from otszmq.workers.cot import parse_event
 from tests.corpus import corpus_params, require_corpus
@@ -58,25 +60,29 @@ def test_event_without_point_has_no_position():
     assert record.detail == {}
 
 
-def test_layout_is_a_fixed_array_with_the_version_first():
-    packed = record_from_event(parse_event(SA), "s", ("B", "A"))
-    assert packed is not None
-    items = msgpack.unpackb(packed)
-    assert len(items) == 19
-    assert items[0] == RECORD_VERSION
-    assert items[1] == "eud"
-    assert items[5] == msgpack.Timestamp(1714564800, 123456000)  # msgpack's own timestamp
-    assert items[16] == SA
-    assert items[18] == ["A", "B"]  # the sender's IN groups, sorted
+def test_layout_is_a_versioned_batch_of_fixed_arrays():
+    fields = record_from_event(parse_event(SA), "s", ("B", "A"))
+    assert fields is not None
+    version, (items, again) = msgpack.unpackb(pack_records([fields, fields]))
+    assert version == RECORD_VERSION
+    assert items == again
+    assert len(items) == 18
+    assert items[0] == "eud"
+    assert items[4] == msgpack.Timestamp(1714564800, 123456000)  # msgpack's own timestamp
+    assert items[15] == SA
+    assert items[17] == ["A", "B"]  # the sender's IN groups, sorted
+
+
+def test_records_keep_their_order_in_a_frame():
+    xmls = [event("b-m-p-s-m", uid=f"m-{i}") for i in range(5)]
+    fields = [record_from_event(parse_event(xml), "") for xml in xmls]
+    unpacked = unpack_records(pack_records(fields))
+    assert [decode_record(items).uid for items in unpacked] == [f"m-{i}" for i in range(5)]
 
 
 def test_groups_travel_to_the_decoded_record():
-    packed = record_from_event(parse_event(SA), "s", ("__ANON__", "Blue"))
-    assert packed is not None
-    assert decode_record(packed).groups == ("Blue", "__ANON__")
-    unscoped = record_from_event(parse_event(SA), "s")
-    assert unscoped is not None
-    assert decode_record(unscoped).groups == ()
+    assert record_of(SA, "s", ("__ANON__", "Blue")).groups == ("Blue", "__ANON__")
+    assert record_of(SA, "s").groups == ()
 
 
 @pytest.mark.parametrize("xml", [
@@ -252,11 +258,12 @@ def test_every_corpus_event_makes_a_record_that_decodes(path: Path | None):
         parsed = parse_event(raw)
     except CotParseError:
         pytest.skip("not a single well-formed event (a parser/framer edge case)")
-    packed = record_from_event(parsed, "S")
-    if packed is None:
+    fields = record_from_event(parsed, "S")
+    if fields is None:
         assert parsed.type.startswith(("t-x-c-t", "t-x-takp"))
         return
-    record = decode_record(packed)
+    (items,) = unpack_records(pack_records([fields]))
+    record = decode_record(items)
     assert (record.uid, record.type, record.raw) == (parsed.uid, parsed.type, raw)
     assert record.time == parsed.time and record.stale == parsed.stale
 
@@ -312,34 +319,52 @@ def test_corpus_extractions():
 
 
 def _items() -> list[object]:
-    packed = record_from_event(parse_event(SA), "s")
-    assert packed is not None
-    return list(msgpack.unpackb(packed))
+    fields = record_from_event(parse_event(SA), "s")
+    assert fields is not None
+    (items,) = unpack_records(pack_records([fields]))
+    return list(items)
+
+
+def _frame(items: list[object]) -> bytes:
+    return msgpack.packb([RECORD_VERSION, [items]], datetime=True)
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda items: items.__setitem__(0, 99), "version 99"),
-    (lambda items: items.pop(), "array of 19"),
-    (lambda items: items.__setitem__(2, 5), "bad field"),
-    (lambda items: items.__setitem__(5, "noon"), "bad field"),
-    (lambda items: items.__setitem__(7, 1714564800.0), "bad field"),
-    (lambda items: items.__setitem__(9, "north"), "bad field"),
-    (lambda items: items.__setitem__(16, "text"), "bad field"),
+    (lambda items: items.pop(), "array of 18"),
+    (lambda items: items.append(1), "array of 18"),
+    (lambda items: items.__setitem__(1, 5), "bad field"),
+    (lambda items: items.__setitem__(4, "noon"), "bad field"),
+    (lambda items: items.__setitem__(6, 1714564800.0), "bad field"),
+    (lambda items: items.__setitem__(8, "north"), "bad field"),
+    (lambda items: items.__setitem__(15, "text"), "bad field"),
+    (lambda items: items.__setitem__(16, [1]), "bad field"),
+    (lambda items: items.__setitem__(17, "A,B"), "bad field"),
     (lambda items: items.__setitem__(17, [1]), "bad field"),
-    (lambda items: items.__setitem__(18, "A,B"), "bad field"),
-    (lambda items: items.__setitem__(18, [1]), "bad field"),
 ])
 def test_malformed_records_raise_store_error(change, message):
     items = _items()
     change(items)
+    (unpacked,) = unpack_records(_frame(items))
     with pytest.raises(StoreError, match=message):
-        decode_record(msgpack.packb(items))
+        decode_record(unpacked)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"\xc1", "not msgpack"),
+    (msgpack.packb([RECORD_VERSION]), r"\[version, \[record"),
+    (msgpack.packb([RECORD_VERSION, "x"]), r"\[version, \[record"),
+    (msgpack.packb([99, []]), "version 99"),
+])
+def test_malformed_record_frames_raise_store_error(data, message):
+    with pytest.raises(StoreError, match=message):
+        unpack_records(data)
 
 
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_only_raise_store_error(data):
     with contextlib.suppress(StoreError):
-        decode_record(data)
+        for items in unpack_records(data):
+            decode_record(items)
 
 
 _INTS = st.integers(-(2**63), 2**64 - 1)  # what msgpack can carry
@@ -354,7 +379,8 @@ _VALUES = st.one_of(
 @given(st.lists(_VALUES, min_size=18, max_size=18))
 def test_any_array_of_the_right_shape_only_raises_store_error(values):
     try:
-        record = decode_record(msgpack.packb([RECORD_VERSION, *values], datetime=True))
+        (items,) = unpack_records(_frame(values))
+        record = decode_record(items)
     except StoreError:
         return
     assert isinstance(record.uid, str) and isinstance(record.raw, bytes)

@@ -9,73 +9,106 @@ from hypothesis import strategies as st
 
 from otszmq.errors import WireError
 from otszmq.wire import (
+    ROUTED_FIELDS,
+    WIRE_VERSION,
     InjectHeader,
     Regroup,
     RoutedHeader,
     RouteMode,
+    SequenceGaps,
     SourceHeader,
     SourceKind,
-    pack_counts,
     pack_inject,
     pack_regroup,
-    pack_routed,
-    pack_source,
+    pack_routed_batch,
     pack_stats,
-    unpack_counts,
+    pack_work,
+    routed_header,
+    source_header,
     unpack_inject,
     unpack_regroup,
-    unpack_routed,
-    unpack_source,
+    unpack_routed_batch,
     unpack_stats,
+    unpack_work,
 )
 
 texts = st.text(max_size=40)
 groups = st.lists(texts, max_size=4).map(tuple)
+events = st.lists(st.binary(max_size=80), max_size=5)
 
 
 kinds = st.sampled_from([SourceKind.EVENT, SourceKind.PROBE])
 modes = st.sampled_from([RouteMode.BROADCAST, RouteMode.DIRECT, RouteMode.MISSION, RouteMode.PROBE])
+sources = st.builds(SourceHeader, kinds, texts, st.integers(0, 2**40), texts, texts, groups, texts)
+headers = st.builds(
+    RoutedHeader, texts, st.integers(0, 2**40), modes, st.integers(0, 7), groups, groups, groups,
+    groups, texts, texts, texts, st.floats(allow_nan=False), texts, texts, texts,
+)
 
 
-@given(kinds, texts, st.integers(0, 2**40), texts, texts, groups, texts)
-def test_source_header_round_trips(kind, ingest, conn, peer, uid, groups_in, origin):
-    header = SourceHeader(kind, ingest, conn, peer, uid, groups_in, origin)
-    assert unpack_source(pack_source(header)) == header
+@given(st.lists(st.tuples(sources, events), max_size=4))
+def test_work_round_trips(items):
+    unpacked = unpack_work(pack_work(items))
+    assert [(source_header(fields), list(evs)) for fields, evs in unpacked] == items
 
 
-@given(st.tuples(
-    texts, st.integers(0, 2**60), texts, st.integers(0, 2**40), modes,
-    st.integers(0, 7), groups, groups, groups, groups, texts, texts, texts,
-    st.floats(allow_nan=False), texts, texts, texts,
-))
-def test_routed_header_round_trips(fields):
-    header = RoutedHeader(*fields)
-    unpacked = unpack_routed(pack_routed(header))
-    # Sequences come back as lists (no per-event conversion on the hot path).
-    assert tuple(tuple(v) if isinstance(v, list) else v for v in unpacked) == header
+@given(texts, st.integers(0, 2**60), st.lists(st.tuples(headers, st.binary(max_size=80))))
+def test_routed_batch_round_trips(worker, first_seq, pairs):
+    batch = unpack_routed_batch(
+        pack_routed_batch(worker, first_seq, [(*header, event) for header, event in pairs])
+    )
+    assert (batch.worker, batch.first_seq) == (worker, first_seq)
+    assert [(routed_header(entry), entry[-1]) for entry in batch.events] == pairs
 
 
 @pytest.mark.parametrize("data", [
-    b"", b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([1, 0, "x", 1, "p", "u", [], ""]),
-    msgpack.packb([1, 0, "x"]),
+    b"", b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([WIRE_VERSION]),
+    msgpack.packb([WIRE_VERSION - 1, []]), msgpack.packb([WIRE_VERSION, "x"]),
+    msgpack.packb([WIRE_VERSION, [[[0], ["not bytes"]]]]),
+    msgpack.packb([WIRE_VERSION, [[[0], [b"e"], "extra"]]]),
 ])
-def test_bad_headers_raise_wire_error(data):
-    with pytest.raises(WireError):
-        unpack_source(data)
-    with pytest.raises(WireError):
-        unpack_routed(data)
+def test_malformed_work_raises_wire_error(data):
+    with pytest.raises(WireError, match="work"):
+        unpack_work(data)
 
 
-def test_source_header_with_wrong_field_types_is_rejected():
-    with pytest.raises(WireError, match="bad field"):
-        unpack_source(msgpack.packb([2, "zero", "ingest", 1, "p", "u", [], ""]))
+@pytest.mark.parametrize("data", [
+    b"", b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([WIRE_VERSION, "w", 1]),
+    msgpack.packb([WIRE_VERSION - 1, "w", 1, []]), msgpack.packb([WIRE_VERSION, 1, 1, []]),
+    msgpack.packb([WIRE_VERSION, "w", "1", []]),
+    msgpack.packb([WIRE_VERSION, "w", 1, [[0] * ROUTED_FIELDS]]),  # one field short
+])
+def test_malformed_routed_batches_raise_wire_error(data):
+    with pytest.raises(WireError, match="routed batch"):
+        unpack_routed_batch(data)
+
+
+@pytest.mark.parametrize("fields", [
+    (0, "i", 1, "p", "u", ()),  # one short
+    ("zero", "ingest", 1, "p", "u", (), ""),
+    (0, "ingest", 1, "p", "u", "Red", ""),
+    (0, "ingest", 1, "p", "u", (1,), ""),
+])
+def test_source_header_with_wrong_fields_is_rejected(fields):
+    with pytest.raises(WireError, match="source header"):
+        source_header(fields)
 
 
 @given(st.binary(max_size=64))
 def test_arbitrary_bytes_only_raise_wire_error(data):
-    for unpack in (unpack_source, unpack_routed, unpack_stats, unpack_inject, unpack_regroup):
+    for unpack in (unpack_work, unpack_routed_batch, unpack_stats, unpack_inject, unpack_regroup):
         with contextlib.suppress(WireError):
             unpack(data)
+
+
+def test_sequence_gaps_count_the_events_missing_between_batches():
+    gaps = SequenceGaps()
+    assert gaps.check("w1", 1, 10) == 0  # first batch: nothing to compare with
+    assert gaps.check("w1", 11, 5) == 0  # contiguous
+    assert gaps.check("w2", 7, 1) == 0  # another worker counts on its own
+    assert gaps.check("w1", 20, 2) == 4  # 16..19 never arrived
+    assert gaps.check("w1", 1, 3) == 0  # a restarted worker counts from 1 again
+    assert gaps.check("w1", 4, 1) == 0
 
 
 def test_stats_round_trip():
@@ -98,27 +131,12 @@ def test_regroup_round_trips(user, groups_in, groups_out):
 
 
 @pytest.mark.parametrize(("unpack", "fields", "message"), [
-    (unpack_inject, [2, 1, "", "", []], "must be strings"),
-    (unpack_inject, [2, "api", "", "", "Red"], "list of strings"),
-    (unpack_inject, [2, "api", "", "", [1]], "list of strings"),
-    (unpack_regroup, [2, "", [], []], "non-empty"),
-    (unpack_regroup, [2, "u", [], [None]], "list of strings"),
+    (unpack_inject, [WIRE_VERSION, 1, "", "", []], "must be strings"),
+    (unpack_inject, [WIRE_VERSION, "api", "", "", "Red"], "list of strings"),
+    (unpack_inject, [WIRE_VERSION, "api", "", "", [1]], "list of strings"),
+    (unpack_regroup, [WIRE_VERSION, "", [], []], "non-empty"),
+    (unpack_regroup, [WIRE_VERSION, "u", [], [None]], "list of strings"),
 ])
 def test_injected_messages_are_checked_field_by_field(unpack, fields, message):
     with pytest.raises(WireError, match=message):
         unpack(msgpack.packb(fields))
-
-
-@given(st.lists(st.integers(0, 50), max_size=20))
-def test_batch_counts_round_trip_against_the_frames_that_follow(counts):
-    frames_after = len(counts) + sum(counts)
-    assert unpack_counts(pack_counts(counts), frames_after) == counts
-    with pytest.raises(WireError, match="do not match"):
-        unpack_counts(pack_counts(counts), frames_after + 1)
-
-
-@pytest.mark.parametrize("data", [b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([1, -1]),
-                                  msgpack.packb(["1"])])
-def test_malformed_batch_counts_raise_wire_error(data):
-    with pytest.raises(WireError, match="batch counts"):
-        unpack_counts(data, 1)
