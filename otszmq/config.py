@@ -114,9 +114,12 @@ class Settings:
     store_queue_limit: int = _opt(
         50_000, "records waiting for the database, then dropped and counted", _STORE
     )
-    store_batch_size: int = _opt(500, "records written per transaction, at most", _STORE)
+    # PERF: one transaction of 2,000 records costs SQLite less per record than four of 500 (each
+    # commit rewrites the index pages it touched); measured here, with the 0.1 s linger that
+    # lets a batch fill, 15% less store CPU per record (47.5 vs 55.8 us, interleaved runs).
+    store_batch_size: int = _opt(2000, "records written per transaction, at most", _STORE)
     store_flush_interval: float = _opt(
-        0.0, "seconds a batch may wait to fill before it is written (0: at once)", _STORE
+        0.1, "seconds a batch may wait to fill before it is written (0: at once)", _STORE
     )
     points_retention_days: float = _opt(7.0, "keep points this many days (0: forever)", _STORE)
     cot_retention_days: float = _opt(7.0, "keep the CoT log this many days (0: forever)", _STORE)

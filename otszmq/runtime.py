@@ -5,6 +5,7 @@ Only entry points call these; library code is handed its sockets.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -18,6 +19,25 @@ from types import FrameType
 import zmq
 
 from otszmq.config import Settings
+
+GC_YOUNG_THRESHOLD = 50_000
+"""Net container allocations that start a young-generation collection (CPython's default: 700)."""
+
+
+def tune_gc() -> None:
+    """Collect garbage cycles much less often; call once start-up is done, before serving.
+
+    PERF: a stage that holds many live containers (the store's record buffer: a list and a dict
+    per record) pays for the cyclic collector at every 700 net allocations, and a collection of
+    an older generation walks every object held. Measured here on the store at 15,000 records/s:
+    15% of its CPU in gc_collect_main and its visitors. Our data are trees, not cycles, and
+    reference counting frees them; the collector still runs, ~70x less often. What start-up
+    made (modules, settings, sockets) is frozen out of every collection.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def setup_logging(settings: Settings, role: str) -> str:

@@ -15,6 +15,7 @@ from otszmq.runtime import (
     report_ready,
     setup_logging,
     stop_on_signals,
+    tune_gc,
     wakeup_pipe,
 )
 from otszmq.store.database import redact
@@ -74,6 +75,7 @@ def run(settings: Settings) -> int:
             writer = RecordWriter(database, store_raw_xml=config.store_raw_xml)
             service = StoreService(config, writer, sub, stats_pub, wake_r)
             stop_on_signals(service.request_stop)
+            tune_gc()
             report_ready(settings)
             service.run()
         finally:

@@ -21,6 +21,7 @@ from otszmq.store.symbols import symbol_from_type
 
 Row = dict[str, Any]
 
+_UNSET: Final = "\x00unset"  # not a column value: encode_groups gives str or None
 UNKNOWN: Final = 9999999.0  # CoT's "unknown" for hae, ce, le, course, speed
 EARTH_RADIUS_M: Final = 6_371_008.8  # mean radius
 
@@ -125,9 +126,16 @@ def _newest(table: dict[str, Row], row: Row, time_key: str = "time") -> None:
 
 def collect(records: Iterable[Record], *, store_raw_xml: bool) -> Rows:
     rows = Rows()
+    # PERF: a batch holds many reports of few devices on few channels. Each distinct channel
+    # set is encoded once, and an EUD's row is built once, from its newest report.
+    encoded: dict[tuple[str, ...], str | None] = {}
+    newest_eud: dict[str, tuple[Record, str | None]] = {}
     for record in records:
         # Every row of the record carries the channels it was written to (store.groups).
-        groups = encode_groups(record.groups)
+        groups = encoded.get(record.groups, _UNSET)
+        if groups is _UNSET:
+            groups = encoded[record.groups] = encode_groups(record.groups)
+        assert groups is not _UNSET
         rows.cot.append(_cot_row(record, store_raw_xml, groups))
         positioned = has_position(record)
         detail = record.detail
@@ -135,7 +143,9 @@ def collect(records: Iterable[Record], *, store_raw_xml: bool) -> Rows:
             rows.points.append(_point_row(record, groups))
         kind = record.kind
         if kind == RecordKind.EUD:
-            _newest(rows.euds, _eud_row(record, positioned, groups), "last_event_time")
+            best = newest_eud.get(record.uid)
+            if best is None or record.time >= best[0].time:
+                newest_eud[record.uid] = (record, groups)
             rows.disconnected.discard(record.uid)
         elif kind == RecordKind.MARKER:
             _newest(rows.markers, _marker_row(record, groups))
@@ -155,14 +165,25 @@ def collect(records: Iterable[Record], *, store_raw_xml: bool) -> Rows:
                 table.pop(target, None)
             rows.deleted.add(target)
             # The EUD's own reports in this batch came before its goodbye.
-            if target in rows.euds:
-                rows.euds[target]["last_status"] = "Disconnected"
+            if target in newest_eud:
+                _eud_rows(rows, newest_eud.pop(target))["last_status"] = "Disconnected"
             else:
                 rows.disconnected.add(target)
         video = detail.get("video")
         if isinstance(video, dict):
             _newest(rows.videos, _video_row(record, video, groups))
+    for newest in newest_eud.values():
+        _eud_rows(rows, newest)
     return rows
+
+
+def _eud_rows(rows: Rows, newest: tuple[Record, str | None]) -> Row:
+    """Put the row of an EUD's newest report in ``rows.euds`` unless the row already there (its
+    goodbye, from an earlier report) is newer; return the row kept."""
+    record, groups = newest
+    row = _eud_row(record, has_position(record), groups)
+    _newest(rows.euds, row, "last_event_time")
+    return rows.euds[record.uid]
 
 
 def _cot_row(record: Record, store_raw_xml: bool, groups: str | None) -> Row:

@@ -25,7 +25,7 @@ import zmq
 
 from otszmq.errors import StoreError
 from otszmq.store.database import open_database
-from otszmq.store.migrations import LATEST
+from otszmq.store.migrations import LATEST, migrate
 from otszmq.store.models import (
     MODELS,
     Alert,
@@ -189,6 +189,16 @@ def test_processes_starting_together_migrate_once(url):
         assert pool.map(migrate_in_child, [url] * 3) == [LATEST] * 3
     with migrated(url):
         assert SchemaVersion.select().count() == LATEST
+
+
+def test_version_4_drops_the_cot_type_index(url):
+    with migrated(url) as database:
+        assert "cot_type" not in {index.name for index in database.get_indexes("cot")}
+        database.execute_sql('CREATE INDEX "cot_type" ON "cot" ("type")')  # as version 1 made it
+        database.execute_sql("DELETE FROM schema_version WHERE version >= 4")
+        assert migrate(database) == LATEST >= 4
+        assert {index.name for index in database.get_indexes("cot")} >= {"cot_uid", "cot_time"}
+        assert "cot_type" not in {index.name for index in database.get_indexes("cot")}
 
 
 # -- the service, fed over ZeroMQ -----------------------------------------------------------

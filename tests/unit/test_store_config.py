@@ -20,7 +20,7 @@ def test_defaults():
     assert config.retention.points == timedelta(days=7)
     assert config.retention.cot == timedelta(days=7)
     assert config.retention.chat == timedelta(days=30)
-    assert (config.batch_size, config.flush_interval, config.queue_limit) == (500, 0.0, 50_000)
+    assert (config.batch_size, config.flush_interval, config.queue_limit) == (2000, 0.1, 50_000)
 
 
 def test_layers_and_conversions(tmp_path):

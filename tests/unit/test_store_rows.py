@@ -70,6 +70,19 @@ def test_eud_disconnect_orders_with_its_reports():
     assert collect(delete("ANDROID-1")).disconnected == {"ANDROID-1"}
 
 
+def test_an_eud_row_comes_from_its_newest_report_whatever_the_order():
+    late, early = at(SA.replace(b"Bravo-6", b"Late"), 9), at(SA.replace(b"Bravo-6", b"Early"), 3)
+    for order in ((late, early), (early, late)):
+        rows = collect(*order)
+        assert rows.euds["ANDROID-1"]["callsign"] == "Late"
+        assert len(rows.points) == len(rows.cot) == 2  # every report keeps its point and log row
+    # A goodbye between reports: a later report reconnects, an older one does not.
+    assert collect(at(SA, 1), delete("ANDROID-1", 2), at(SA, 3)).euds["ANDROID-1"][
+        "last_status"] == "Connected"
+    assert collect(at(SA, 5), delete("ANDROID-1", 6), at(SA, 1)).euds["ANDROID-1"][
+        "last_status"] == "Disconnected"
+
+
 def test_eud_row():
     row = collect(SA).euds["ANDROID-1"]
     assert row["callsign"] == "Bravo-6"
