@@ -197,6 +197,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--ramp", action="store_true", help="also find each variant's max sustainable rate")
     add("--ramp-start", type=float, default=4000.0)
     add("--ramp-steps", type=int, default=6)
+    add("--ramp-precision", type=float, default=0.15,
+        help="bisect until the failing rate is within this share of the best pass")
     add("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/",
         help="for bridge-on: the broker (127.0.0.1 only)")
     add("--out", type=Path, help="also write the JSON here")
@@ -237,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 ramp.wait_until_idle(all_servers(base, runs))
                 found = ramp.run(ramp.RampConfig(
                     load=load_config(base, running), start_rate=args.ramp_start,
-                    max_steps=args.ramp_steps, precision=0.15, half=False,
+                    max_steps=args.ramp_steps, precision=args.ramp_precision, half=False,
                 ))
                 entry["max_sustainable_rate"] = found["max_sustainable_rate"]
                 entry["ramp_steps"] = [s["row"] for s in found["steps"]]

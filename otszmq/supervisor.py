@@ -123,13 +123,34 @@ def build_children(settings: Settings) -> list[Child]:
     return children
 
 
+MALLOC_TUNABLE = "glibc.malloc.tcache_count"
+MALLOC_TCACHE_COUNT = 2000
+"""Freed chunks glibc keeps per size class and thread for reuse (its default: 7).
+
+PERF: a worker frees a whole batch of ~600-byte event buffers and libxml2 nodes at once, and an
+ingest a whole routed batch; past 7 per size the rest go back through glibc's bins
+(unlink_chunk, malloc_consolidate: 17% of a worker's CPU in perf). Measured here, two fresh
+nodes side by side, 10 clients at 26,000 events/s, 3 interleaved rounds: server CPU 127.9% vs
+135.0%, p99 17.7-19.0 ms vs 23.9-27.6 ms, RSS +4%. Other C libraries ignore the variable."""
+
+
+def malloc_tunables(current: str) -> str:
+    """``GLIBC_TUNABLES`` for a child: ``current`` plus our tcache count, unless it sets one."""
+    if MALLOC_TUNABLE in current:
+        return current  # the admin's choice wins
+    ours = f"{MALLOC_TUNABLE}={MALLOC_TCACHE_COUNT}"
+    return f"{current}:{ours}" if current else ours
+
+
 def child_environment(settings: Settings) -> dict[str, str]:
-    """The children's environment: ours, plus the secrets among the settings.
+    """The children's environment: ours, plus the secrets among the settings, plus the
+    allocator tuning (:func:`malloc_tunables`; glibc reads it when a process starts).
 
     NOTE: the database and broker URLs (which may hold passwords) and the Meshtastic channel
     keys go by environment, not argv: every local user can read a process's argv (ps).
     """
     env = dict(os.environ)
+    env["GLIBC_TUNABLES"] = malloc_tunables(env.get("GLIBC_TUNABLES", ""))
     env["OTSZMQ_DATABASE_URL"] = settings.store_database_url
     if settings.amqp_url:
         env["OTSZMQ_AMQP_URL"] = settings.amqp_url

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from otszmq.supervisor import MALLOC_TCACHE_COUNT
 from tests.support import CotClient, Node, marker_event, ping_event, running_node, sa_event
 
 pytestmark = pytest.mark.integration
@@ -66,6 +67,19 @@ def recovers(sender: CotClient, receiver: CotClient, *, attempts: int) -> bool:
 def test_ready_line_names_the_port(node: Node) -> None:
     assert node.ready_line.startswith("otszmq ready:")
     assert f"127.0.0.1:{node.port}" in node.ready_line
+
+
+def test_every_stage_runs_with_the_allocator_tuning(node: Node) -> None:
+    # glibc reads GLIBC_TUNABLES once, at start: only the environment a child began with counts.
+    pids = {process["name"]: process["pid"] for process in node.stats()}
+    assert {"fanout", "worker-0", "worker-1", "ingest-0"} <= set(pids)
+    ours = f"glibc.malloc.tcache_count={MALLOC_TCACHE_COUNT}"
+    for name, pid in pids.items():
+        environ = dict(
+            entry.split(b"=", 1) for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if b"=" in entry
+        )
+        assert ours in environ.get(b"GLIBC_TUNABLES", b"").decode().split(":"), name
 
 
 def test_broadcast_reaches_others_exactly_once_and_is_not_echoed(node: Node) -> None:
