@@ -100,8 +100,11 @@ OTS_DEAF = (
     "(benchmarks/peers/README.md)"
 )
 PROFILES: dict[str, Profile] = {
-    "relay": Profile(start_rates=((2, 4000.0),)),
-    "otszmq": Profile(start_rates=((2, 1000.0),)),
+    # NOTE: start near where each ends (10 clients / 50 clients), so that the steps go into
+    # bisecting rather than doubling; the relay's cap is far above what the generator can send,
+    # so its figure is a measurement and not the cap (it used to stop at 200,000 with 10).
+    "relay": Profile(start_rates=((2, 32000.0), (50, 16000.0)), max_rate=2_000_000.0),
+    "otszmq": Profile(start_rates=((2, 16000.0), (50, 8000.0), (200, 1000.0))),
     "taky": Profile(
         start_rates=((2, 500.0), (50, 250.0), (200, 50.0)),
         max_rate=8000.0,
