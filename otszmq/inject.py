@@ -19,10 +19,13 @@ from typing import TYPE_CHECKING
 import zmq
 
 from otszmq.wire import (
+    INJECT_DISCONNECT,
     INJECT_EVENTS,
     INJECT_REGROUP,
+    Disconnect,
     InjectHeader,
     Regroup,
+    pack_disconnect,
     pack_inject,
     pack_regroup,
 )
@@ -104,6 +107,10 @@ class Injector:
         return self._send([INJECT_REGROUP, pack_regroup(
             Regroup(user, tuple(groups_in), tuple(groups_out))
         )])
+
+    def disconnect(self, user: str, reason: str) -> bool:
+        """``user`` may no longer stream: ingest closes its live connections at once."""
+        return self._send([INJECT_DISCONNECT, pack_disconnect(Disconnect(user, reason))])
 
     def _send(self, frames: list[bytes]) -> bool:
         with self._lock:

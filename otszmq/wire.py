@@ -17,6 +17,7 @@ Hops and their frames::
     fanout XPUB   -> ingest/store/bridge/stats SUB: the same frames, filtered by topic
     api/bridge PUSH -> ingest 0 PULL   [INJECT_EVENTS, InjectHeader, event, ...]
     api/bridge PUSH -> ingest 0 PULL   [INJECT_REGROUP, Regroup]
+    api        PUSH -> ingest 0 PULL   [INJECT_DISCONNECT, Disconnect]
 
 PERF: a batch is what is ready now, never waited for: the events every source assigned to one
 worker completed in one event-loop turn of ingest, and the events a worker routed in one drain
@@ -42,7 +43,9 @@ pipeline through the first ingest process, which treats each injecting source as
 connection: sticky to a worker (its order kept), parsed, routed and stored like a client's.
 ``origin`` names the server an event came from ("" for this one) and travels to the routed
 header, so the bridge never sends a federated event back out (no loops). The same socket carries
-``Regroup``: a user's active channels changed (the API's ``PUT /Marti/api/groups/active``).
+``Regroup``: a user's active channels changed (the API's ``PUT /Marti/api/groups/active``);
+and ``Disconnect``: a user was deactivated or deleted, so its live streams are closed (its next
+handshake or stream login is refused by the user database anyway).
 Injected messages come from other programs, so they are checked field by field; work and routed
 batches come only from our own stages and are checked for shape, not field by field.
 
@@ -69,6 +72,7 @@ TOPIC_RECORD = b"R"  # STORE: records for the store stage (see otszmq.store.reco
 
 INJECT_EVENTS = b"I"
 INJECT_REGROUP = b"G"
+INJECT_DISCONNECT = b"D"
 
 HELLO = b"HELLO"
 HEARTBEAT_INTERVAL = 1.0
@@ -178,6 +182,13 @@ class Regroup(NamedTuple):
     user: str
     groups_in: tuple[str, ...]
     groups_out: tuple[str, ...]
+
+
+class Disconnect(NamedTuple):
+    """A user may no longer stream: close that user's live connections."""
+
+    user: str
+    reason: str  # for the logs: "deactivated", "deleted"
 
 
 def _versioned(data: bytes, what: str, fields: int) -> tuple[Any, ...]:
@@ -324,6 +335,19 @@ def unpack_regroup(data: bytes) -> Regroup:
         raise WireError("regroup: user must be a non-empty string")
     return Regroup(user, _strings(groups_in, "regroup groups_in"),
                    _strings(groups_out, "regroup groups_out"))
+
+
+def pack_disconnect(disconnect: Disconnect) -> bytes:
+    return msgpack.packb((WIRE_VERSION, *disconnect))
+
+
+def unpack_disconnect(data: bytes) -> Disconnect:
+    user, reason = _versioned(data, "disconnect", len(Disconnect._fields))
+    if not isinstance(user, str) or not user:
+        raise WireError("disconnect: user must be a non-empty string")
+    if not isinstance(reason, str):
+        raise WireError("disconnect: reason must be a string")
+    return Disconnect(user, reason)
 
 
 def pack_stats(snapshot: dict[str, Any]) -> bytes:

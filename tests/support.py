@@ -282,3 +282,24 @@ class CotClient:
             if not chunk:
                 return True
         return False
+
+
+STREAM_DEADLINE = 20.0
+
+
+def chat(text: str) -> bytes:
+    """A broadcast chat-type event (routed to readers, never replayed as map state)."""
+    return marker_event(f"chat-{uuid.uuid4().hex[:8]}", remarks=text).replace(
+        b'type="b-m-p-s-m"', b'type="b-t-f"')
+
+
+def receive_first(sender: CotClient, reader: CotClient, text: str) -> None:
+    """Send chats until the reader gets one (its login is checked asynchronously)."""
+    deadline = time.monotonic() + STREAM_DEADLINE
+    while True:
+        sender.send(chat(text))
+        try:
+            reader.recv_until(text.encode(), timeout=0.5)
+            return
+        except AssertionError:
+            assert time.monotonic() < deadline, f"the reader never received {text!r}"

@@ -83,6 +83,16 @@ def _regroup(injector: Injector | None, usernames: Iterable[str]) -> None:
                         "they apply on the next connect", username)
 
 
+def _disconnect(injector: Injector | None, username: str, reason: str) -> None:
+    """Close the user's live streams: its tokens already stopped working, and its next TLS
+    handshake or stream login is refused, but an open stream would otherwise go on."""
+    if injector is None:
+        return
+    if not injector.disconnect(username, reason):
+        log.warning("user %s %s, but its live streams were not closed (ingest not accepting)",
+                    username, reason)
+
+
 def _group_field(fields: Fields, name: str) -> list[str] | None:
     """A list of group names, checked here so that a bad one is reported under its field."""
     names = fields.names(name)
@@ -267,7 +277,9 @@ class UserItem:
         except UserError as exc:
             _refuse(exc, "body")
         log.info("api: %s changed user %s", caller_of(req).name, username)
-        if groups_in is not None or groups_out is not None:
+        if active is False:
+            _disconnect(self._injector, username, "deactivated")
+        elif groups_in is not None or groups_out is not None:
             _regroup(self._injector, [username])
         resp.media = _one_user(username)
 
@@ -277,6 +289,7 @@ class UserItem:
         except UserError as exc:
             _refuse(exc, "username")
         log.info("api: %s deleted user %s", caller_of(req).name, username)
+        _disconnect(self._injector, username, "deleted")
         resp.status = falcon.HTTP_204
 
 

@@ -99,7 +99,9 @@ PATHS: Final[dict[str, Any]] = {
                                  "409": _CONFLICT}),
         },
         "delete": {
-            "summary": "Delete a user, its memberships and tokens (administrators only)",
+            "summary": (
+                "Delete a user, its memberships and tokens, and close its live CoT streams "
+                "(administrators only)"),
             "operationId": "deleteUser", "parameters": [_path("username")],
             "responses": _admin({"204": {"description": "Deleted"}, "404": _MISSING,
                                  "409": _CONFLICT}),
@@ -159,7 +161,8 @@ SCHEMAS: Final[dict[str, Any]] = {
     "UserChange": {"type": "object", "properties": {
         "password": {"type": "string", "description": "also revokes the user's tokens"},
         "role": _ROLE,
-        "active": {"type": "boolean", "description": "false also revokes the user's tokens"},
+        "active": {"type": "boolean", "description": (
+            "false also revokes the user's tokens and closes its live CoT streams")},
         "groups_in": {**_NAMES, "description": "replaces the user's IN groups"},
         "groups_out": {**_NAMES, "description": "replaces the user's OUT groups"}},
         "minProperties": 1, "additionalProperties": False},

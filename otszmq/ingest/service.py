@@ -36,12 +36,14 @@ from otszmq.ingest.workerpool import WorkerPool
 from otszmq.metrics import Counters, publish_stats
 from otszmq.users import ANONYMOUS, Channels
 from otszmq.wire import (
+    INJECT_DISCONNECT,
     INJECT_EVENTS,
     INJECT_REGROUP,
     SequenceGaps,
     SourceHeader,
     SourceKind,
     routed_batch,
+    unpack_disconnect,
     unpack_inject,
     unpack_regroup,
 )
@@ -132,7 +134,7 @@ class IngestService:
             "connections_opened", "connections_closed", "events_in", "pings", "auth_frames",
             "framing_errors", "routed_in", "slow_disconnects",
             "idle_disconnects", "fanout_lost", "wire_errors", "delivery_errors",
-            "injected_events", "inject_errors", "regroups",
+            "injected_events", "inject_errors", "regroups", "user_disconnects",
         )
         c.gauge("connections", lambda: len(self.registry))
         c.gauge("announced", lambda: self.registry.announced)
@@ -407,6 +409,14 @@ class IngestService:
                     self._set_channels(conn, groups_in, groups_out)
                     log.info("client %s (user %r) now in %s, out %s", conn.peer, conn.user,
                              ",".join(groups_in), ",".join(sorted(groups_out)))
+        elif kind == INJECT_DISCONNECT and len(frames) == 2:
+            disconnect = unpack_disconnect(frames[1])
+            for conn in list(self.registry.by_id.values()):
+                if conn.user == disconnect.user and not conn.closing:
+                    self.counters.values["user_disconnects"] += 1
+                    log.warning("closing client %s: user %r was %s", conn.peer, conn.user,
+                                disconnect.reason)
+                    self._close(conn, abort=True)
         else:
             raise WireError(f"unknown inject message {kind[:8]!r} with {len(frames)} frames")
 

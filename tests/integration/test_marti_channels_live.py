@@ -12,24 +12,17 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support import CotClient, Node, add_user, marker_event, otszmq_command, stream_login
+from tests.support import Node, add_user, chat, otszmq_command, receive_first, stream_login
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "correct horse battery"
 DEADLINE = 20.0
-
-
-def chat(text: str) -> bytes:
-    """A broadcast chat-type event (routed to readers, never replayed as map state)."""
-    return marker_event(f"chat-{uuid.uuid4().hex[:8]}", remarks=text).replace(
-        b'type="b-m-p-s-m"', b'type="b-t-f"')
 
 
 def issue(node: Node, name: str, out: Path) -> tuple[str, str]:
@@ -49,18 +42,6 @@ def wait_regroups(node: Node, count: int) -> None:
     deadline = time.monotonic() + DEADLINE
     while regroups(node) < count:
         assert time.monotonic() < deadline, f"ingest did not apply regroup #{count}"
-
-
-def receive_first(sender: CotClient, reader: CotClient, text: str) -> None:
-    """Send chats until the reader gets one (its login is checked asynchronously)."""
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        sender.send(chat(text))
-        try:
-            reader.recv_until(text.encode(), timeout=0.5)
-            return
-        except AssertionError:
-            assert time.monotonic() < deadline, f"the reader never received {text!r}"
 
 
 def test_put_groups_active_changes_the_live_stream(tmp_path: Path) -> None:

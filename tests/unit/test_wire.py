@@ -11,6 +11,7 @@ from otszmq.errors import WireError
 from otszmq.wire import (
     ROUTED_FIELDS,
     WIRE_VERSION,
+    Disconnect,
     InjectHeader,
     Regroup,
     RoutedHeader,
@@ -18,6 +19,7 @@ from otszmq.wire import (
     SequenceGaps,
     SourceHeader,
     SourceKind,
+    pack_disconnect,
     pack_inject,
     pack_regroup,
     pack_routed_batch,
@@ -25,6 +27,7 @@ from otszmq.wire import (
     pack_work,
     routed_header,
     source_header,
+    unpack_disconnect,
     unpack_inject,
     unpack_regroup,
     unpack_routed_batch,
@@ -96,7 +99,8 @@ def test_source_header_with_wrong_fields_is_rejected(fields):
 
 @given(st.binary(max_size=64))
 def test_arbitrary_bytes_only_raise_wire_error(data):
-    for unpack in (unpack_work, unpack_routed_batch, unpack_stats, unpack_inject, unpack_regroup):
+    for unpack in (unpack_work, unpack_routed_batch, unpack_stats, unpack_inject, unpack_regroup,
+                   unpack_disconnect):
         with contextlib.suppress(WireError):
             unpack(data)
 
@@ -130,12 +134,21 @@ def test_regroup_round_trips(user, groups_in, groups_out):
     assert unpack_regroup(pack_regroup(regroup)) == regroup
 
 
+@given(texts.filter(bool), texts)
+def test_disconnect_round_trips(user, reason):
+    disconnect = Disconnect(user, reason)
+    assert unpack_disconnect(pack_disconnect(disconnect)) == disconnect
+
+
 @pytest.mark.parametrize(("unpack", "fields", "message"), [
     (unpack_inject, [WIRE_VERSION, 1, "", "", []], "must be strings"),
     (unpack_inject, [WIRE_VERSION, "api", "", "", "Red"], "list of strings"),
     (unpack_inject, [WIRE_VERSION, "api", "", "", [1]], "list of strings"),
     (unpack_regroup, [WIRE_VERSION, "", [], []], "non-empty"),
     (unpack_regroup, [WIRE_VERSION, "u", [], [None]], "list of strings"),
+    (unpack_disconnect, [WIRE_VERSION, "", "deleted"], "non-empty"),
+    (unpack_disconnect, [WIRE_VERSION, "u", 3], "reason must be a string"),
+    (unpack_disconnect, [WIRE_VERSION, "u"], "array of 3"),
 ])
 def test_injected_messages_are_checked_field_by_field(unpack, fields, message):
     with pytest.raises(WireError, match=message):
