@@ -105,6 +105,7 @@ PROFILES: dict[str, Profile] = {
     # so its figure is a measurement and not the cap (it used to stop at 200,000 with 10).
     "relay": Profile(start_rates=((2, 32000.0), (50, 16000.0)), max_rate=2_000_000.0),
     "otszmq": Profile(start_rates=((2, 16000.0), (50, 8000.0), (200, 1000.0))),
+    "otszmq-nostore": Profile(start_rates=((2, 16000.0), (50, 8000.0), (200, 1000.0))),
     "taky": Profile(
         start_rates=((2, 500.0), (50, 250.0), (200, 50.0)),
         max_rate=8000.0,

@@ -40,6 +40,12 @@ from benchmarks.suiteplan import Job, Setting, SuiteConfig, jobs_for, run_job, s
 Json = dict[str, Any]
 
 
+# otszmq without its store, side by side with the relay and the peers, which store nothing: the
+# like-for-like routing figure, and the store's cost as the ratio to the otszmq row of the same run.
+NOSTORE = "otszmq-nostore"
+NOSTORE_SCENARIOS = frozenset({"sa-broadcast"})
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
@@ -57,7 +63,9 @@ def parse_args(argv: list[str]) -> tuple[SuiteConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="benchmarks.run_suite", description=description)
     add = parser.add_argument
     add("--scenarios", type=_names, default=SCENARIOS, help="comma-separated (default: all)")
-    add("--servers", type=_names, default=("relay", "otszmq"), help="relay,otszmq")
+    add("--servers", type=_names, default=("relay", "otszmq", NOSTORE),
+        help=f"relay,otszmq,{NOSTORE} ({NOSTORE}: otszmq with --store false, in "
+             f"{', '.join(sorted(NOSTORE_SCENARIOS))} only)")
     add("--peers", type=_names, default=(), help="peers to add, e.g. taky,ots")
     add("--peers-dir", type=Path, default=Path(tempfile.gettempdir()) / "otszmq-bench-peers",
         help="run dirs of the peers (DIR/NAME); each keeps its venv, so only the first start "
@@ -93,8 +101,8 @@ def parse_args(argv: list[str]) -> tuple[SuiteConfig, argparse.Namespace]:
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
         parser.error(f"--scenarios: unknown {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
-    if set(args.servers) - {"relay", "otszmq"}:
-        parser.error("--servers: relay and/or otszmq (peers go in --peers)")
+    if set(args.servers) - {"relay", "otszmq", NOSTORE}:
+        parser.error(f"--servers: relay, otszmq and/or {NOSTORE} (peers go in --peers)")
     missing = [name for name in args.peers if not servers.peer_available(name)]
     if missing:
         parser.error(f"--peers: no benchmarks/peers/<name>/start.sh and stop.sh for {missing}")
@@ -137,6 +145,9 @@ def log(text: str) -> None:
 def start(kind: str, cfg: SuiteConfig, setting: Setting | None = None) -> servers.Server:
     if kind == "relay":
         return servers.start_relay()
+    if kind == NOSTORE:
+        return servers.start_otszmq(cfg.workers, cfg.ingest_processes,
+                                    (*cfg.serve_args, "--store", "false"), NOSTORE)
     if kind == "otszmq":
         if setting is None:
             return servers.start_otszmq(cfg.workers, cfg.ingest_processes, cfg.serve_args)
@@ -210,6 +221,8 @@ def run_suite(cfg: SuiteConfig, store_switch: bool) -> Json:
     records: list[Json] = []
     for scenario in cfg.scenarios:
         for kind in kinds:
+            if kind == NOSTORE and scenario not in NOSTORE_SCENARIOS:
+                continue
             records.extend(run_on(kind, jobs_for(cfg, scenario, kind), cfg))
     if cfg.scaling and "otszmq" in cfg.servers:
         for setting in scaling_settings(cfg, store_switch):
