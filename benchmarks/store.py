@@ -110,7 +110,7 @@ def run(config: StoreBenchConfig) -> Json:
         argv = [
             sys.executable, "-m", "otszmq", "store", "--data-dir", str(data_dir),
             "--fanout-out", records_out, "--fanout-in", stats_in, "--database-url", url,
-            "--stats-interval", "0.2", "--store-nice", "0", "--log-level", "warning",
+            "--stats-interval", "0.2", "--store-priority", "normal", "--log-level", "warning",
             "--store-raw-xml", "true" if config.raw_xml else "false",
             "--store-batch-size", str(config.batch_size),
             "--store-flush-interval", str(config.flush_interval), "--ready-fd", str(ready_w),

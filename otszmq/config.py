@@ -26,6 +26,7 @@ from otszmq.errors import ConfigError
 
 ENV_PREFIX = "OTSZMQ_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+STORE_PRIORITIES = ("idle", "low", "normal")
 SERVER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 # Which commands take a setting. `serve` starts every stage, so it takes them all.
@@ -106,9 +107,9 @@ class Settings:
         "", "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/NAME (default: SQLite "
         "otszmq.db in the data dir)", _STORE | _API | {"user", "ingest", "token"},
     )
-    store_nice: int = _opt(
-        10, "CPU niceness the store adds to itself, so routing gets the CPU first (0: none)",
-        _STORE,
+    store_priority: str = _opt(
+        "idle", "CPU priority of the store: idle (only what routing leaves; Linux SCHED_IDLE), "
+        "low (nice 10) or normal", _STORE,
     )
     store_raw_xml: bool = _opt(True, "keep each event's XML in the CoT log", _STORE)
     store_queue_limit: int = _opt(
@@ -318,7 +319,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"database_url: must start with sqlite:// or postgresql://, "
                           f"got scheme {scheme!r}")
     need(settings.store_queue_limit >= 1, "store_queue_limit", "must be >= 1")
-    need(0 <= settings.store_nice <= 19, "store_nice", "must be 0-19")
+    need(settings.store_priority in STORE_PRIORITIES, "store_priority",
+         "must be one of " + ", ".join(STORE_PRIORITIES))
     need(settings.store_batch_size >= 1, "store_batch_size", "must be >= 1")
     need(settings.store_flush_interval >= 0, "store_flush_interval", "must be >= 0")
     for days in ("points_retention_days", "cot_retention_days", "chat_retention_days"):

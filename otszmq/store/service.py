@@ -35,6 +35,7 @@ DRAIN_BATCH: Final = 500  # SUB messages (record batches) per main-loop turn
 RETRY_FIRST: Final = 0.5  # seconds: back-off while the database is unavailable
 RETRY_MAX: Final = 10.0
 STOP_RETRY_WINDOW: Final = 10.0  # at shutdown, keep retrying an unavailable database this long
+DROP_LOG_INTERVAL: Final = 10.0  # seconds between two warnings about dropped records
 
 COUNTERS: Final = (
     "records_in", "records_dropped", "records_written", "records_malformed", "records_failed",
@@ -75,6 +76,8 @@ class StoreService:
         self.counters.gauge("queue_depth", lambda: float(len(self.buffer)))
         self._stop = False
         self._writer_failed = False
+        self._unlogged_drops = 0
+        self._last_drop_log = -DROP_LOG_INTERVAL
 
     def request_stop(self) -> None:
         self._stop = True
@@ -134,7 +137,21 @@ class StoreService:
             dropped = self.buffer.put_many(records)
             if dropped:
                 values["records_dropped"] += dropped
+                self._dropped(dropped)
         return limit
+
+    def _dropped(self, count: int) -> None:
+        """Say that the database is falling behind: the first drop, then a tally at most every
+        DROP_LOG_INTERVAL (under overload a line per message would flood the log)."""
+        self._unlogged_drops += count
+        now = time.monotonic()
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL:
+            log.warning(
+                "%s: the database is not keeping up: %d records dropped (queue limit %d; "
+                "%d dropped in all)", self.config.name, self._unlogged_drops,
+                self.buffer.limit, self.counters.values["records_dropped"],
+            )
+            self._last_drop_log, self._unlogged_drops = now, 0
 
     def _publish_stats(self) -> None:
         publish_stats(self._stats_pub, self.config.name, "store", self.counters)

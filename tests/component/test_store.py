@@ -297,16 +297,22 @@ def test_records_over_zeromq_are_written_in_batches(url, tmp_path):
         assert store.counters["records_dropped"] == 0
 
 
-def test_overflow_is_dropped_and_counted(url, tmp_path):
+def test_overflow_is_dropped_counted_and_logged(url, tmp_path, caplog):
     # The writer lingers for a full batch, so records pile up against the bound.
     with harness(url, tmp_path, queue_limit=10, flush_interval=60.0) as store:
         store.send([sa_fields(i) for i in range(25)])
         wait_until("records received", lambda: store.counters["records_in"] == 25)
         assert store.counters["records_dropped"] == 15
+        store.send([sa_fields(i) for i in range(25, 30)])  # within the log interval: counted
+        wait_until("records received", lambda: store.counters["records_in"] == 30)
+        assert store.counters["records_dropped"] == 20
         assert store.counters["records_written"] == 0
         store.stop()
         assert store.counters["records_written"] == 10
         assert CotLog.select().count() == 10
+    warnings = [r.getMessage() for r in caplog.records if "not keeping up" in r.getMessage()]
+    assert warnings == ["store-test: the database is not keeping up: 15 records dropped (queue "
+                        "limit 10; 15 dropped in all)"]
 
 
 def test_malformed_records_are_counted_and_skipped(url, tmp_path):

@@ -82,6 +82,15 @@ def test_every_stage_runs_with_the_allocator_tuning(node: Node) -> None:
         assert ours in environ.get(b"GLIBC_TUNABLES", b"").decode().split(":"), name
 
 
+def test_the_store_only_gets_the_cpu_routing_leaves(node: Node) -> None:
+    pids = {process["name"]: process["pid"] for process in node.stats()}
+    store = pids["store"]
+    threads = [int(tid) for tid in os.listdir(f"/proc/{store}/task")]
+    assert len(threads) >= 2  # the receiver and the writer (and ZeroMQ's I/O thread)
+    assert {os.sched_getscheduler(tid) for tid in threads} == {os.SCHED_IDLE}
+    assert os.sched_getscheduler(pids["ingest-0"]) == os.SCHED_OTHER
+
+
 def test_broadcast_reaches_others_exactly_once_and_is_not_echoed(node: Node) -> None:
     a, _ = announced(node, f"A-{tag()}")
     b, _ = announced(node, f"B-{tag()}")

@@ -43,7 +43,7 @@ def test_config_file_from_environment(tmp_path):
     ({"workers": "-1"}, {}, "workers: must be >= 0"),
     ({"max_event_size": "10"}, {}, "max_event_size"),
     ({"fanout_in": "http://x"}, {}, "fanout_in: must be a tcp:// or ipc://"),
-    ({"store_nice": "25"}, {}, "store_nice: must be 0-19"),
+    ({"store_priority": "high"}, {}, "store_priority: must be one of idle, low, normal"),
     ({}, {"OTSZMQ_STORE": "maybe"}, "store .*expected true or false"),
 ])
 def test_bad_values_name_the_setting(flags, env, message):
