@@ -111,6 +111,10 @@ class Settings:
         "idle", "CPU priority of the store: idle (only what routing leaves; Linux SCHED_IDLE), "
         "low (nice 10) or normal", _STORE,
     )
+    store_work_slice: float = _opt(
+        0.001, "seconds the store works before it leaves its core for 0.2 ms, so that a waiting "
+        "routing process can have it (0: never)", _STORE,
+    )
     store_raw_xml: bool = _opt(True, "keep each event's XML in the CoT log", _STORE)
     store_queue_limit: int = _opt(
         50_000, "records waiting for the database, then dropped and counted", _STORE
@@ -322,9 +326,9 @@ def _validate(settings: Settings) -> None:
     need(settings.store_priority in STORE_PRIORITIES, "store_priority",
          "must be one of " + ", ".join(STORE_PRIORITIES))
     need(settings.store_batch_size >= 1, "store_batch_size", "must be >= 1")
-    need(settings.store_flush_interval >= 0, "store_flush_interval", "must be >= 0")
-    for days in ("points_retention_days", "cot_retention_days", "chat_retention_days"):
-        need(getattr(settings, days) >= 0, days, "must be >= 0")
+    for name in ("store_flush_interval", "store_work_slice", "points_retention_days",
+                 "cot_retention_days", "chat_retention_days"):
+        need(getattr(settings, name) >= 0, name, "must be >= 0")
     need(settings.store_prune_interval > 0, "store_prune_interval", "must be > 0")
     need(0 <= settings.api_port <= 65535, "api_port", "must be a port number 0-65535")
     need(settings.api_workers >= 1, "api_workers", "must be >= 1")

@@ -36,7 +36,7 @@ STABLE_AFTER = 30.0  # a child that ran this long has its back-off reset
 
 _COMMON = ("data_dir", "log_level", "fanout_in", "fanout_out", "fanout_hwm", "stats_interval")
 _STORE = (
-    "store_priority", "store_raw_xml", "store_queue_limit", "store_batch_size",
+    "store_priority", "store_work_slice", "store_raw_xml", "store_queue_limit", "store_batch_size",
     "store_flush_interval", "points_retention_days", "cot_retention_days",
     "chat_retention_days", "store_prune_interval",
 )

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from peewee import Database
 
+from otszmq.pacing import never_pause
 from otszmq.store.models import BaseModel, UtcDateTimeField
 
 Row = dict[str, Any]
@@ -52,8 +53,9 @@ class _Shape:
 class BulkWriter:
     """Runs cached multi-row statements on one database (used by one thread)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, pace: Callable[[], None] = never_pause) -> None:
         self.database = database
+        self._pace = pace  # called before each statement (otszmq.pacing)
         self._shapes: dict[tuple[Any, ...], _Shape] = {}
         # PERF: an SA's time, start and point time are one instant, and a batch holds many
         # reports per second: each distinct datetime is turned into text once (measured: the
@@ -94,6 +96,7 @@ class BulkWriter:
             else:
                 for row in chunk:
                     params += values(row)
+            self._pace()
             # NOTE: peewee's stubs leave execute_sql untyped.
             self.database.execute_sql(shape.sql, params)  # type: ignore[no-untyped-call]
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import zmq
 
 from otszmq.config import Settings
+from otszmq.pacing import Pacer
 from otszmq.runtime import (
     make_socket,
     prepare_ipc,
@@ -45,6 +46,7 @@ def config_from(settings: Settings, name: str) -> StoreConfig:
         ),
         prune_interval=settings.store_prune_interval,
         stats_interval=settings.stats_interval,
+        work_slice=settings.store_work_slice,
     )
 
 
@@ -99,8 +101,9 @@ def run(settings: Settings) -> int:
             sub.setsockopt(zmq.SUBSCRIBE, TOPIC_RECORD)
             sub.connect(settings.fanout_out_endpoint)
             stats_pub.connect(settings.fanout_in_endpoint)
-            writer = RecordWriter(database, store_raw_xml=config.store_raw_xml)
-            service = StoreService(config, writer, sub, stats_pub, wake_r)
+            write_pace = Pacer(config.work_slice)
+            writer = RecordWriter(database, store_raw_xml=config.store_raw_xml, pace=write_pace)
+            service = StoreService(config, writer, sub, stats_pub, wake_r, write_pace)
             stop_on_signals(service.request_stop)
             tune_gc()
             report_ready(settings)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from otszmq.pacing import never_pause
 from otszmq.store.groups import encode_groups
 from otszmq.store.records import Record, RecordKind
 from otszmq.store.symbols import symbol_from_type
@@ -124,13 +125,17 @@ def _newest(table: dict[str, Row], row: Row, time_key: str = "time") -> None:
         table[row["uid"]] = row
 
 
-def collect(records: Iterable[Record], *, store_raw_xml: bool) -> Rows:
+def collect(
+    records: Iterable[Record], *, store_raw_xml: bool, pace: Callable[[], None] = never_pause
+) -> Rows:
+    """The rows of a batch; ``pace`` is called once per record (otszmq.pacing)."""
     rows = Rows()
     # PERF: a batch holds many reports of few devices on few channels. Each distinct channel
     # set is encoded once, and an EUD's row is built once, from its newest report.
     encoded: dict[tuple[str, ...], str | None] = {}
     newest_eud: dict[str, tuple[Record, str | None]] = {}
     for record in records:
+        pace()
         # Every row of the record carries the channels it was written to (store.groups).
         groups = encoded.get(record.groups, _UNSET)
         if groups is _UNSET:

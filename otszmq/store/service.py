@@ -4,7 +4,8 @@ Two threads. The main thread owns the ZeroMQ sockets: it drains the SUB into a b
 :class:`RecordBuffer` (overflow: drop-and-count) and publishes the counters, so that a slow
 database never backs up into the fan-out. The writer thread owns the database connection: it
 takes up to ``batch_size`` records at a time (whatever has arrived; optionally lingering for a
-fuller batch), writes them in one transaction, and prunes old rows on a schedule.
+fuller batch), writes them in one transaction, and prunes old rows on a schedule. Both threads
+leave the core for a moment after each ``work_slice`` of work (:mod:`otszmq.pacing`: why).
 
 Shutdown: stop receiving, drain what the SUB socket already holds, then the writer writes
 everything buffered before the process exits.
@@ -25,6 +26,7 @@ import zmq
 
 from otszmq.errors import StoreError
 from otszmq.metrics import Counters, publish_stats
+from otszmq.pacing import Pacer
 from otszmq.store.buffer import RecordBuffer
 from otszmq.store.records import Record, decode_record, unpack_records
 from otszmq.store.writer import DatabaseUnavailable, RecordWriter, Retention
@@ -54,6 +56,7 @@ class StoreConfig:
     retention: Retention
     prune_interval: float  # seconds between prune runs
     stats_interval: float
+    work_slice: float = 0.0  # seconds of work between two pauses (otszmq.pacing); 0: none
 
 
 class StoreService:
@@ -64,12 +67,17 @@ class StoreService:
         sub: zmq.Socket[bytes],
         stats_pub: zmq.Socket[bytes],
         wakeup_fd: int,
+        write_pace: Pacer | None = None,
     ) -> None:
+        """``write_pace``: the writer thread's pacer, also given to ``writer`` (default: one
+        from ``config.work_slice``); the receiving thread has a pacer of its own."""
         self.config = config
         self._writer = writer
         self._sub = sub
         self._stats_pub = stats_pub
         self._wakeup_fd = wakeup_fd
+        self._receive_pace = Pacer(config.work_slice)
+        self._write_pace = write_pace or Pacer(config.work_slice)
         self.buffer = RecordBuffer(config.queue_limit)
         self.counters = Counters()
         self.counters.preset(*COUNTERS)
@@ -95,7 +103,9 @@ class StoreService:
         try:
             while not self._stop and writer.is_alive():
                 timeout_ms = max(0, int((next_stats - time.monotonic()) * 1000))
-                for sock, _ in poller.poll(timeout_ms):
+                events = poller.poll(timeout_ms)
+                self._receive_pace.rest()
+                for sock, _ in events:
                     if sock == self._wakeup_fd:
                         os.read(self._wakeup_fd, 512)
                     else:
@@ -134,6 +144,7 @@ class StoreService:
                 log.warning("dropping a malformed record message: %s", exc)
                 continue
             values["records_in"] += len(records)
+            self._receive_pace()
             dropped = self.buffer.put_many(records)
             if dropped:
                 values["records_dropped"] += dropped
@@ -167,6 +178,7 @@ class StoreService:
                 # Bounded wait: pruning runs on schedule even when nothing arrives.
                 timeout = max(0.0, next_prune - time.monotonic())
                 unpacked = take(config.batch_size, config.flush_interval, timeout)
+                self._write_pace.rest()
                 if unpacked is None:
                     break
                 self._write(self._decode(unpacked))
@@ -184,7 +196,9 @@ class StoreService:
     def _decode(self, unpacked: list[object]) -> list[Record]:
         records: list[Record] = []
         first_error: StoreError | None = None
+        pace = self._write_pace
         for items in unpacked:
+            pace()
             try:
                 records.append(decode_record(items))
             except StoreError as exc:

@@ -18,6 +18,7 @@ from typing import Any, Final
 from peewee import Database, InterfaceError, OperationalError, PeeweeException, chunked
 
 from otszmq.errors import StoreError
+from otszmq.pacing import never_pause
 from otszmq.store import rows as R
 from otszmq.store.bulk import MAX_PARAMETERS, BulkWriter, Upsert
 from otszmq.store.database import write_transaction
@@ -63,10 +64,13 @@ class Retention:
 
 
 class RecordWriter:
-    def __init__(self, database: Database, *, store_raw_xml: bool) -> None:
+    def __init__(
+        self, database: Database, *, store_raw_xml: bool, pace: Callable[[], None] = never_pause
+    ) -> None:
         self.database = database
         self.store_raw_xml = store_raw_xml
-        self._bulk = BulkWriter(database)
+        self._pace = pace
+        self._bulk = BulkWriter(database, pace)
 
     def write(self, records: Sequence[Record]) -> None:
         """Write ``records`` in one transaction: all of them or (on an error) none.
@@ -74,7 +78,7 @@ class RecordWriter:
         :class:`DatabaseUnavailable` when the database is down or locked (retry the batch),
         :class:`StoreError` when the database refused the data (retry record by record).
         """
-        batch = R.collect(records, store_raw_xml=self.store_raw_xml)
+        batch = R.collect(records, store_raw_xml=self.store_raw_xml, pace=self._pace)
         self._run(lambda: self._apply(batch), "write")
 
     def prune(self, retention: Retention, now: datetime) -> dict[str, int]:

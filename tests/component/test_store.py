@@ -24,6 +24,7 @@ import pytest
 import zmq
 
 from otszmq.errors import StoreError
+from otszmq.pacing import Pacer
 from otszmq.store.database import open_database
 from otszmq.store.migrations import LATEST, migrate
 from otszmq.store.models import (
@@ -229,9 +230,12 @@ class Harness:
             "prune_interval": 3600.0, "stats_interval": 0.1,
         }
         settings.update(overrides)
+        config = StoreConfig(**settings)  # type: ignore[arg-type]
+        # Wired as otszmq.store.main wires it: the writer thread's pacer, shared.
+        self.write_pace = Pacer(config.work_slice)
         self.service = StoreService(
-            StoreConfig(**settings),  # type: ignore[arg-type]
-            RecordWriter(self.database, store_raw_xml=True), self.sub, self.stats, self.wake_r,
+            config, RecordWriter(self.database, store_raw_xml=True, pace=self.write_pace),
+            self.sub, self.stats, self.wake_r, self.write_pace,
         )
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run)
@@ -294,6 +298,18 @@ def test_records_over_zeromq_are_written_in_batches(url, tmp_path):
         assert Point.select().count() == total
         assert Eud.select().count() == total
         assert store.counters["batches_written"] < total  # batched, not one per record
+        assert store.counters["records_dropped"] == 0
+
+
+def test_a_paced_store_pauses_and_writes_everything(url, tmp_path):
+    # A slice this short pauses at nearly every pause point: decoding, row building, statements.
+    with harness(url, tmp_path, work_slice=1e-9) as store:
+        total = 300
+        for start in range(0, total, 100):
+            store.send([sa_fields(i) for i in range(start, start + 100)])
+        wait_until("all records written", lambda: store.counters["records_written"] == total)
+        assert CotLog.select().count() == Point.select().count() == total
+        assert store.write_pace.pauses >= total  # at least once per record decoded
         assert store.counters["records_dropped"] == 0
 
 

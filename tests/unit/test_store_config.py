@@ -21,6 +21,7 @@ def test_defaults():
     assert config.retention.cot == timedelta(days=7)
     assert config.retention.chat == timedelta(days=30)
     assert (config.batch_size, config.flush_interval, config.queue_limit) == (2000, 0.1, 50_000)
+    assert config.work_slice == 0.001
 
 
 def test_layers_and_conversions(tmp_path):
@@ -50,6 +51,7 @@ def test_booleans_from_flags_and_environment(text, value):
     ({"store_queue_limit": "0"}, "store_queue_limit: must be >= 1"),
     ({"store_batch_size": "0"}, "store_batch_size: must be >= 1"),
     ({"store_flush_interval": "-1"}, "store_flush_interval: must be >= 0"),
+    ({"store_work_slice": "-0.001"}, "store_work_slice: must be >= 0"),
     ({"cot_retention_days": "-1"}, "cot_retention_days: must be >= 0"),
     ({"store_prune_interval": "0"}, "store_prune_interval: must be > 0"),
 ])
