@@ -7,6 +7,9 @@ every stage that cannot be skipped, and the ceiling it sets on a machine with th
 
     ingest in      frame one event out of a read (XmlFramer.feed)
     worker         parse (lxml + field extraction), route, pack the routed header
+    store record   with the store on, the worker's extra work: the event's store record and
+                   its share of the round's packed records (not in the ceiling: the store
+                   can be off)
     ingest out     unpack the routed header, once per event, plus per receiver a delivery
                    (registry lookup, batch append, and the write's share of the join)
 
@@ -33,6 +36,7 @@ from benchmarks import procstat
 from benchmarks.cotgen import SaFactory, cot_times
 from otszmq.ingest.framing import XmlFramer
 from otszmq.safexml import hardened_parser
+from otszmq.store.records import pack_records, record_from_event
 from otszmq.wire import SourceHeader, SourceKind, pack_routed_batch, unpack_routed_batch
 from otszmq.workers.cot import CotParser
 from otszmq.workers.router import route
@@ -85,6 +89,18 @@ def measure(calls: int) -> Json:
         if calls_made[0] % BATCH == 0:
             pack_routed_batch("w", 1, entries)
 
+    parsed = parser.parse(event)
+    record = record_from_event(parsed, "uid", source.groups_in)
+    assert record is not None, "an SA always makes a store record"
+    records = [record] * BATCH
+    store_calls = [0]
+
+    def store_record() -> None:
+        record_from_event(parsed, "uid", source.groups_in)
+        store_calls[0] += 1
+        if store_calls[0] % BATCH == 0:
+            pack_records(records)
+
     batch: list[bytes] = []
 
     def deliver_one() -> None:
@@ -100,6 +116,7 @@ def measure(calls: int) -> Json:
         "lxml_parse_us": round(per_call_us(lambda: etree.fromstring(event, raw_parser), calls), 2),
         "ingest_in_us": round(per_call_us(lambda: framer.feed(event), calls), 2),
         "worker_us": round(per_call_us(worker, calls), 2),
+        "worker_store_record_us": round(per_call_us(store_record, calls), 2),
         "ingest_out_per_event_us": round(
             per_call_us(lambda: unpack_routed_batch(routed), calls // BATCH) / BATCH, 2
         ),
