@@ -57,14 +57,20 @@ def ramp_plot(title: str, lines: dict[str, list[Point]], path: Path) -> Path:
     for axes in (deliveries, latency):
         axes.set_xlabel("offered events/s")
         axes.set_xscale("log")
-    # Plain numbers at 1-2-5 steps, not 10^x: these axes span a few decades at most.
-    for axis in (deliveries.xaxis, latency.xaxis, latency.yaxis):
-        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axis.set_major_formatter(FuncFormatter(_plain))
+    # Plain numbers, not 10^x; offered rates in k/M at 1-2-5 steps, or one tick per decade when
+    # the peers stretch the axis over more than three decades (labels would overlap).
+    offered = [p.offered for points in lines.values() for p in points if p.offered > 0]
+    wide = bool(offered) and max(offered) / min(offered) > 1e3
+    for axis in (deliveries.xaxis, latency.xaxis):
+        axis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(_compact))
         axis.set_minor_formatter(NullFormatter())
+    latency.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    latency.yaxis.set_minor_formatter(NullFormatter())
+    for axes in (deliveries, latency):
+        axes.yaxis.set_major_formatter(FuncFormatter(_plain))
         axes.grid(True, which="both", alpha=0.3)
         axes.legend()
-    deliveries.yaxis.set_major_formatter(FuncFormatter(_plain))
     figure.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -73,3 +79,11 @@ def ramp_plot(title: str, lines: dict[str, list[Point]], path: Path) -> Path:
 
 def _plain(value: float, _position: float) -> str:
     return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+def _compact(value: float, _position: float) -> str:
+    """2, 500, 20k, 1.5M: short enough for the ticks of a log axis."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
