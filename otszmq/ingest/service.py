@@ -404,21 +404,24 @@ class IngestService:
             self.counters.values["regroups"] += 1
             groups_in = regroup.groups_in or ANONYMOUS.groups_in
             groups_out = frozenset(regroup.groups_out) or ANONYMOUS.groups_out
-            for conn in list(self.registry.by_id.values()):
-                if conn.user == regroup.user and not conn.closing:
-                    self._set_channels(conn, groups_in, groups_out)
-                    log.info("client %s (user %r) now in %s, out %s", conn.peer, conn.user,
-                             ",".join(groups_in), ",".join(sorted(groups_out)))
+            for conn in self._live_connections_of(regroup.user):
+                self._set_channels(conn, groups_in, groups_out)
+                log.info("client %s (user %r) now in %s, out %s", conn.peer, conn.user,
+                         ",".join(groups_in), ",".join(sorted(groups_out)))
         elif kind == INJECT_DISCONNECT and len(frames) == 2:
             disconnect = unpack_disconnect(frames[1])
-            for conn in list(self.registry.by_id.values()):
-                if conn.user == disconnect.user and not conn.closing:
-                    self.counters.values["user_disconnects"] += 1
-                    log.warning("closing client %s: user %r was %s", conn.peer, conn.user,
-                                disconnect.reason)
-                    self._close(conn, abort=True)
+            for conn in self._live_connections_of(disconnect.user):
+                self.counters.values["user_disconnects"] += 1
+                log.warning("closing client %s: user %r was %s", conn.peer, conn.user,
+                            disconnect.reason)
+                self._close(conn, abort=True)
         else:
             raise WireError(f"unknown inject message {kind[:8]!r} with {len(frames)} frames")
+
+    def _live_connections_of(self, user: str) -> list[Connection]:
+        """The user's connections that are not closing, as a list (the caller may close them)."""
+        return [conn for conn in self.registry.by_id.values()
+                if conn.user == user and not conn.closing]
 
     # -- routed events from the fan-out --------------------------------------------------
 

@@ -101,9 +101,9 @@ def run(settings: Settings) -> int:
             sub.setsockopt(zmq.SUBSCRIBE, TOPIC_RECORD)
             sub.connect(settings.fanout_out_endpoint)
             stats_pub.connect(settings.fanout_in_endpoint)
-            write_pace = Pacer(config.work_slice)
-            writer = RecordWriter(database, store_raw_xml=config.store_raw_xml, pace=write_pace)
-            service = StoreService(config, writer, sub, stats_pub, wake_r, write_pace)
+            writer = RecordWriter(database, store_raw_xml=config.store_raw_xml,
+                                  pace=Pacer(config.work_slice))
+            service = StoreService(config, writer, sub, stats_pub, wake_r)
             stop_on_signals(service.request_stop)
             tune_gc()
             report_ready(settings)

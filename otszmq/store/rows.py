@@ -22,7 +22,6 @@ from otszmq.store.symbols import symbol_from_type
 
 Row = dict[str, Any]
 
-_UNSET: Final = "\x00unset"  # not a column value: encode_groups gives str or None
 UNKNOWN: Final = 9999999.0  # CoT's "unknown" for hae, ce, le, course, speed
 EARTH_RADIUS_M: Final = 6_371_008.8  # mean radius
 
@@ -137,10 +136,9 @@ def collect(
     for record in records:
         pace()
         # Every row of the record carries the channels it was written to (store.groups).
-        groups = encoded.get(record.groups, _UNSET)
-        if groups is _UNSET:
-            groups = encoded[record.groups] = encode_groups(record.groups)
-        assert groups is not _UNSET
+        if record.groups not in encoded:
+            encoded[record.groups] = encode_groups(record.groups)
+        groups = encoded[record.groups]
         rows.cot.append(_cot_row(record, store_raw_xml, groups))
         positioned = has_position(record)
         detail = record.detail

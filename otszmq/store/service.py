@@ -67,17 +67,16 @@ class StoreService:
         sub: zmq.Socket[bytes],
         stats_pub: zmq.Socket[bytes],
         wakeup_fd: int,
-        write_pace: Pacer | None = None,
     ) -> None:
-        """``write_pace``: the writer thread's pacer, also given to ``writer`` (default: one
-        from ``config.work_slice``); the receiving thread has a pacer of its own."""
+        """The writer thread paces with ``writer.pace``; the receiving thread has a pacer of
+        its own, from ``config.work_slice``."""
         self.config = config
         self._writer = writer
         self._sub = sub
         self._stats_pub = stats_pub
         self._wakeup_fd = wakeup_fd
         self._receive_pace = Pacer(config.work_slice)
-        self._write_pace = write_pace or Pacer(config.work_slice)
+        self._write_pace = writer.pace
         self.buffer = RecordBuffer(config.queue_limit)
         self.counters = Counters()
         self.counters.preset(*COUNTERS)

@@ -18,7 +18,7 @@ from typing import Any, Final
 from peewee import Database, InterfaceError, OperationalError, PeeweeException, chunked
 
 from otszmq.errors import StoreError
-from otszmq.pacing import never_pause
+from otszmq.pacing import Pacer
 from otszmq.store import rows as R
 from otszmq.store.bulk import MAX_PARAMETERS, BulkWriter, Upsert
 from otszmq.store.database import write_transaction
@@ -65,12 +65,14 @@ class Retention:
 
 class RecordWriter:
     def __init__(
-        self, database: Database, *, store_raw_xml: bool, pace: Callable[[], None] = never_pause
+        self, database: Database, *, store_raw_xml: bool, pace: Pacer | None = None
     ) -> None:
+        """``pace``: called at each point where writing may pause (default: never pauses); the
+        store's writer thread rests it while it waits for records."""
         self.database = database
         self.store_raw_xml = store_raw_xml
-        self._pace = pace
-        self._bulk = BulkWriter(database, pace)
+        self.pace = pace or Pacer(0.0)
+        self._bulk = BulkWriter(database, self.pace)
 
     def write(self, records: Sequence[Record]) -> None:
         """Write ``records`` in one transaction: all of them or (on an error) none.
@@ -78,7 +80,7 @@ class RecordWriter:
         :class:`DatabaseUnavailable` when the database is down or locked (retry the batch),
         :class:`StoreError` when the database refused the data (retry record by record).
         """
-        batch = R.collect(records, store_raw_xml=self.store_raw_xml, pace=self._pace)
+        batch = R.collect(records, store_raw_xml=self.store_raw_xml, pace=self.pace)
         self._run(lambda: self._apply(batch), "write")
 
     def prune(self, retention: Retention, now: datetime) -> dict[str, int]:

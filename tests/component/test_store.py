@@ -231,11 +231,11 @@ class Harness:
         }
         settings.update(overrides)
         config = StoreConfig(**settings)  # type: ignore[arg-type]
-        # Wired as otszmq.store.main wires it: the writer thread's pacer, shared.
+        # Wired as otszmq.store.main wires it: the writer thread's pacer, from the config.
         self.write_pace = Pacer(config.work_slice)
         self.service = StoreService(
             config, RecordWriter(self.database, store_raw_xml=True, pace=self.write_pace),
-            self.sub, self.stats, self.wake_r, self.write_pace,
+            self.sub, self.stats, self.wake_r,
         )
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run)
