@@ -515,6 +515,7 @@ def assemble(
         },
         "delivery": delivery,
         "latency_ms": results.latency_result(tally.latencies_us),
+        "latency_ms_timeline": results.latency_timeline(tally, paced.window),
         "latency_ms_by_kind": results.latency_by_kind(
             tally, {kind.value: kind.name.lower() for kind in Kind}
         ),

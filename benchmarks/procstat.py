@@ -76,14 +76,17 @@ def read_proc(pid: int) -> ProcSample | None:
     )
 
 
-def system_cpu_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far, summed over cores, from /proc/stat."""
+def system_cpu_seconds() -> tuple[float, float, float]:
+    """(busy, total, steal) CPU seconds of the whole machine so far, summed over cores, from
+    /proc/stat. Steal is time the hypervisor ran something else while this VM wanted the CPU;
+    it counts as busy here."""
     with open("/proc/stat", encoding="ascii") as stat:
         values = [int(value) for value in stat.readline().split()[1:]]
     # user nice system idle iowait irq softirq steal [guest guest_nice]; guest is already in user.
     total = sum(values[:8])
     idle = values[3] + values[4]
-    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+    steal = values[7] if len(values) > 7 else 0
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS, steal / CLOCK_TICKS
 
 
 def self_cpu_seconds() -> float:
@@ -147,8 +150,8 @@ class WindowProbe:
     pss_kb: dict[int, int] = field(default_factory=dict)
     self_start: tuple[float, float] | None = None
     self_stop: tuple[float, float] | None = None
-    system_start: tuple[float, float] | None = None
-    system_stop: tuple[float, float] | None = None
+    system_start: tuple[float, float, float] | None = None
+    system_stop: tuple[float, float, float] | None = None
     others_start: dict[int, tuple[str, float]] = field(default_factory=dict)
     others_stop: dict[int, tuple[str, float]] = field(default_factory=dict)
 
@@ -194,14 +197,19 @@ class WindowProbe:
     def system_result(self) -> Json:
         """The whole machine over the window, so a result disturbed by other work can be told
         apart: busy% well above generator + server means something else was running."""
-        busy_percent = None
+        busy_percent = steal_percent = None
         if self.system_start is not None and self.system_stop is not None:
-            busy = self.system_stop[0] - self.system_start[0]
-            total = self.system_stop[1] - self.system_start[1]
+            busy, total, steal = (
+                stop - start
+                for start, stop in zip(self.system_start, self.system_stop, strict=True)
+            )
             cores = os.cpu_count() or 1
-            busy_percent = round(100.0 * cores * busy / total, 1) if total > 0 else None
+            if total > 0:
+                busy_percent = round(100.0 * cores * busy / total, 1)
+                steal_percent = round(100.0 * cores * steal / total, 1)
         return {
             "cpu_busy_percent": busy_percent,
+            "cpu_steal_percent": steal_percent,
             "loadavg": list(os.getloadavg()),
             **self._others_result(),
         }

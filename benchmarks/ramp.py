@@ -17,8 +17,9 @@ every higher rate collapses the same way, and each collapse leaves a backlog the
 long after. `--between-steps COMMAND` runs a command after every step (OpenTAKServer's
 `benchmarks/peers/ots/clean.sh RUN_DIR`, which waits out its queue and deletes stale queues).
 
-On a shared machine a failed step is run once more when other processes used a sizeable share of
-the CPU during it (`--disturbed-retries`); both attempts are kept, the last one counts. Each step
+On a shared machine a failed step is run once more when other processes (or the hypervisor, as
+steal) used a sizeable share of the CPU during it (`--disturbed-retries`); both attempts are kept,
+the last one counts. Each step
 says what limited it (`limited_by`): the generator (its core saturated), the cores (the generator
 could not keep its pace while the server took the rest of the 2 cores), other processes, or the
 server.
@@ -56,7 +57,7 @@ MIN_SENT_RATIO = 0.99
 # the next step does not inherit that backlog.
 PAUSE_AFTER_FAIL_S = 3.0
 GENERATOR_SATURATED_PERCENT = 90.0
-# Other processes using this much CPU (100 = a core) during a step make it "disturbed".
+# Other processes and steal using this much CPU (100 = a core) during a step make it "disturbed".
 DISTURBED_OTHER_PERCENT = 25.0
 
 
@@ -99,10 +100,9 @@ def limited_by(result: Json) -> str:
     NOTE: on loopback the kernel does much of a delivery in the sender's context, so the server's
     CPU% understates its share; this is a hint for reading a table, not a verdict.
     """
-    other = result["system"].get("other_processes_cpu_percent") or 0.0
     if (result["generator"]["cpu_percent"] or 0.0) >= GENERATOR_SATURATED_PERCENT:
         return "generator"
-    if other >= DISTURBED_OTHER_PERCENT:
+    if disturbed(result):
         return "other processes"
     if result["send"]["skipped_burst"] > 0:
         return "cores"
@@ -110,7 +110,12 @@ def limited_by(result: Json) -> str:
 
 
 def disturbed(result: Json) -> bool:
-    return (result["system"].get("other_processes_cpu_percent") or 0.0) >= DISTURBED_OTHER_PERCENT
+    """Other processes, or the hypervisor (steal), took a sizeable share of the CPU."""
+    system = result["system"]
+    taken = (system.get("other_processes_cpu_percent") or 0.0) + (
+        system.get("cpu_steal_percent") or 0.0
+    )
+    return taken >= DISTURBED_OTHER_PERCENT
 
 
 def row(result: Json) -> Json:
@@ -131,6 +136,7 @@ def row(result: Json) -> Json:
         "server_processes": server.get("processes"),
         "generator_cpu_percent": result["generator"]["cpu_percent"],
         "system_busy_percent": result["system"]["cpu_busy_percent"],
+        "system_steal_percent": result["system"].get("cpu_steal_percent"),
         "other_processes_cpu_percent": result["system"].get("other_processes_cpu_percent"),
         "limited_by": limited_by(result),
         "errors": len(result["errors"]),

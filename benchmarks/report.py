@@ -271,10 +271,11 @@ def targets(suite: Json) -> list[list[str]]:
             out.append([f"{what}: max rate ≥ 60% of relay",
                         f"{ratio:.0%} ({num(mine)} vs {num(theirs)} events/s)",
                         _verdict(ratio >= TARGET_RATIO)])
-        p99 = ((result.get("at_half") or {}).get("row") or {}).get("p99_ms")
+        half = (result.get("at_half") or {}).get("row") or {}
+        p99 = half.get("p99_ms")
         if p99 is not None:
             out.append([f"{what}: p99 ≤ 25 ms at half rate",
-                        f"{p99:.1f} ms", _verdict(p99 <= TARGET_HALF_P99_MS)])
+                        f"{p99:.1f} ms{_machine_load(half)}", _verdict(p99 <= TARGET_HALF_P99_MS)])
     for run in runs(suite, "takserver"):
         result = _ok(run)
         if run["server"] not in OTSZMQ_ROWS or result is None:
@@ -324,6 +325,27 @@ def store_targets(suite: Json) -> list[list[str]]:
                     "not measured (no store-off run: serve without --store?)", DASH]]
 
 
+def _machine_load(row: Json) -> str:
+    """How busy the whole machine was in a step, and how much of it the hypervisor took."""
+    busy, steal = row.get("system_busy_percent"), row.get("system_steal_percent")
+    if busy is None:
+        return ""
+    return f" (machine {busy:.0f}% busy of 200%" + (
+        f", {steal:.0f}% stolen)" if steal is not None else ")"
+    )
+
+
+def _steal_line(values: list[float]) -> str:
+    if not values:
+        return "- CPU stolen by the hypervisor during the load windows: not measured."
+    median = values[len(values) // 2]
+    return (
+        f"- CPU stolen by the hypervisor (`steal` in /proc/stat) during the {len(values)} load "
+        f"windows: median {median:.0f}%, max {values[-1]:.0f}%. This machine is a VM: stolen "
+        "time is CPU neither the server nor the generator had, and tail latency follows it."
+    )
+
+
 def _others_line(values: list[float]) -> str:
     if not values:
         return "- Other processes' CPU during the load windows: not measured."
@@ -341,8 +363,8 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
-def others_cpu(suite: Json) -> list[float]:
-    """Other processes' CPU% in every load window of the run (ramp steps and takserver runs)."""
+def window_values(suite: Json, key: str) -> list[float]:
+    """`system[key]` of every load window of the run (ramp steps and takserver runs), sorted."""
     values: list[float] = []
     for run in suite["runs"]:
         result = _ok(run) or {}
@@ -350,7 +372,7 @@ def others_cpu(suite: Json) -> list[float]:
         if result.get("benchmark") == "otszmq.load":
             loads.append(result)
         for load in loads:
-            value = load.get("system", {}).get("other_processes_cpu_percent")
+            value = load.get("system", {}).get(key)
             if value is not None:
                 values.append(float(value))
     return sorted(values)
@@ -377,7 +399,8 @@ def machine_lines(suite: Json) -> list[str]:
         f"- Load average at the end: {', '.join(f'{x:.2f}' for x in suite['loadavg_at_end'])}; "
         "the generator runs on the same 2 cores as the server, and other work on the machine "
         "shows in `system_busy_percent` of each step in the JSON.",
-        _others_line(others_cpu(suite)),
+        _others_line(window_values(suite, "other_processes_cpu_percent")),
+        _steal_line(window_values(suite, "cpu_steal_percent")),
         f"- Ramp: {config['duration']:g} s windows after {config['warmup']:g} s warm-up, at most "
         f"{config['max_steps']} steps, precision {config['precision']:.0%}; a step passes with "
         "≥ 99.9% delivered, p99 < 1 s and ≥ 99% of the offered rate sent.",
@@ -493,8 +516,9 @@ NOTES = [
     "",
     "- The generator shares the 2 cores with the server. `first failing rate (limit)` says what "
     "most likely ended the ramp: `generator` (its core saturated), `cores` (it could not keep "
-    "pace while the server took the rest), `other processes` (work outside the benchmark), or "
-    "`server`. A failed step disturbed by other processes is run once more; the JSON keeps both.",
+    "pace while the server took the rest), `other processes` (work outside the benchmark, or CPU "
+    "stolen by the hypervisor), or `server`. A failed step disturbed by other processes is run "
+    "once more; the JSON keeps both.",
     "- On loopback the kernel does much of a delivery in the sending process's context, so the "
     "relay's and server's CPU% understate their share and the generator's overstates it.",
     "- Server CPU, RSS and PSS cover the server's processes and all their descendants, found "

@@ -16,6 +16,7 @@ Json = dict[str, Any]
 Chunk = tuple[int, bytes]
 NS_PER_US = 1000
 WORST_PAIRS = 10
+TIMELINE_BUCKET_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,8 @@ class Tally:
     """Totals over all (sender, receiver) pairs, plus the receive-time rate inside the window."""
 
     latencies_us: list[int] = field(default_factory=list)
+    # When each measured event was sent (µs from the epoch), parallel to latencies_us.
+    sent_us: list[int] = field(default_factory=list)
     in_window: int = 0
     echoes: int = 0
     pairs: dict[tuple[int, int], PairTally] = field(default_factory=dict)
@@ -88,6 +91,7 @@ def tally_receiver(
     highest = [-1] * len(measured)
     pairs = [PairTally() for _ in measured]
     latencies = tally.latencies_us
+    sent = tally.sent_us
     by_kind = tally.kind_latencies_us
     pattern = plan.pattern if plan is not None else ()
     for recv_ns, blob in chunks:
@@ -119,6 +123,7 @@ def tally_receiver(
             else:
                 highest[src] = seq
             latencies.append(recv_us - t_us)
+            sent.append(t_us)
             if kind is not None:
                 by_kind.setdefault(kind, []).append(recv_us - t_us)
     for src, pair in enumerate(pairs):
@@ -204,3 +209,22 @@ def latency_by_kind(tally: Tally, names: dict[int, str]) -> Json:
         names[kind]: latency_result(values)
         for kind, values in sorted(tally.kind_latencies_us.items())
     }
+
+
+def latency_timeline(
+    tally: Tally, window: Window, bucket_s: float = TIMELINE_BUCKET_S
+) -> list[Json]:
+    """Latency percentiles per slice of the window, by send time: when a stall happened.
+
+    NOTE: one slow moment decides a p99 over a short window (1 % of 3 s is 30 ms of traffic);
+    the timeline tells a stall apart from a latency that is high throughout.
+    """
+    start_us = (window.start_ns - window.epoch_ns) // NS_PER_US
+    bucket_us = max(1, int(bucket_s * 1e6))
+    buckets: dict[int, list[int]] = {}
+    for latency, t_us in zip(tally.latencies_us, tally.sent_us, strict=True):
+        buckets.setdefault((t_us - start_us) // bucket_us, []).append(latency)
+    return [
+        {"t_s": round(index * bucket_s, 3), **latency_result(values)}
+        for index, values in sorted(buckets.items())
+    ]

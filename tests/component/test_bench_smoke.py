@@ -140,6 +140,9 @@ def test_load_against_relay_reports_lossless_run(relay: tuple[int, int]) -> None
     assert delivery["out_of_order"] == 0
     assert delivery["echoes"] == 0
     assert result["latency_ms"]["count"] == delivery["delivered"]
+    timeline = result["latency_ms_timeline"]
+    assert sum(piece["count"] for piece in timeline) == delivery["delivered"]
+    assert [piece["t_s"] for piece in timeline] == sorted(piece["t_s"] for piece in timeline)
 
 
 def test_load_exits_non_zero_when_nothing_listens() -> None:

@@ -182,3 +182,17 @@ def test_a_caveat_is_said_once_under_the_table() -> None:
     lines = report.notes(runs)
     assert len(lines) == 2 and lines[0].startswith("- ots: a client is sometimes left deaf")
     assert [row[1] for row in report.ramp_rows(runs)] == ["10", "50"]  # not capped
+
+
+def test_the_latency_timeline_puts_a_stall_in_its_own_slice() -> None:
+    # Window opens 1 s after the epoch; events sent at 1.0 s and 1.1 s arrive fast, the one sent
+    # at 1.6 s is held 80 ms: only the third slice of 0.25 s shows it.
+    window = results.Window(epoch_ns=0, start_ns=1_000_000_000, end_ns=2_000_000_000)
+    tally = results.Tally(latencies_us=[2_000, 3_000, 80_000], sent_us=[1_000_000, 1_100_000,
+                                                                         1_600_000])
+
+    timeline = results.latency_timeline(tally, window, bucket_s=0.25)
+
+    assert [(piece["t_s"], piece["count"], piece["max"]) for piece in timeline] == [
+        (0.0, 2, 3.0), (0.5, 1, 80.0),
+    ]
