@@ -44,6 +44,12 @@ DRAIN_EVENTS = 1000
 NOTE: counted in events, not messages: one message from ingest holds every source's batch of
 a loop turn, and under overload 500 of them took a worker seconds, long enough for ingest to
 miss three heartbeats and drop it (workers_lost, then no_worker_drops)."""
+PUBLISH_EVENTS = 200
+"""A drain round publishes its routed events as soon as it holds this many, not at its end.
+
+NOTE: the first event of a batch waits for every event parsed after it. A worker that has
+fallen behind drains DRAIN_EVENTS at ~20-40 µs each: published once per round, its first
+events waited 20-40 ms more; this bound caps that wait at a few ms."""
 SOURCE_CACHE_LIMIT = 10_000
 """Checked source headers kept (one per live connection and identity); cleared when full."""
 LOG_BURST = 20
@@ -153,7 +159,7 @@ class WorkerService:
                 dealer.send_multipart((HELLO, name), zmq.NOBLOCK)
 
     def _drain(self, dealer: zmq.Socket[bytes]) -> None:
-        """Handle what is queued now (bounded), then publish it as one batch."""
+        """Handle what is queued now (bounded), publishing every PUBLISH_EVENTS routed events."""
         out: list[RoutedEntry] = []
         handled = 0
         while handled < DRAIN_EVENTS:
@@ -162,12 +168,19 @@ class WorkerService:
             except zmq.Again:
                 break
             handled += self.handle(frames, out)
+            if len(out) >= PUBLISH_EVENTS:
+                self._publish(out)
+                out = []
+        self._publish(out)
+
+    def _publish(self, out: list[RoutedEntry]) -> None:
+        """Send routed events as one batch, then the store records made with them."""
         if out:
             batch = pack_routed_batch(self.config.worker_id, self._next_seq, out)
             self._next_seq += len(out)
             self._pub.send_multipart((TOPIC_EVENT, batch))
-        # STORE HOOK: the round's store records go out after its routed events, in a message
-        # of their own, so routing never waits on them (wire.py: [TOPIC_RECORD, records]).
+        # STORE HOOK: the records go out after their routed events, in a message of their
+        # own, so routing never waits on them (wire.py: [TOPIC_RECORD, records]).
         if self._records:
             self.counters.values["records_out"] += len(self._records)
             self._pub.send_multipart((TOPIC_RECORD, pack_records(self._records)))

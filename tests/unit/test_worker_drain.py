@@ -1,0 +1,126 @@
+"""A worker's drain round: routed events go out in bounded batches, each followed by its records."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import zmq
+
+from otszmq.store.records import unpack_records
+from otszmq.wire import (
+    TOPIC_EVENT,
+    TOPIC_RECORD,
+    SourceHeader,
+    SourceKind,
+    pack_work,
+    unpack_routed_batch,
+)
+from otszmq.workers.service import PUBLISH_EVENTS, WorkerConfig, WorkerService
+from tests.support import sa_event
+
+WORKER_IDENTITY = b"worker-under-test"
+RECV_TIMEOUT_MS = 2000
+
+
+class Rig:
+    """A WorkerService wired to in-process sockets: a ROUTER standing in for ingest, a SUB for
+    what it publishes."""
+
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> None:
+        self.ingest = context.socket(zmq.ROUTER)
+        self.ingest.bind(f"{endpoint}-work")
+        self.dealer = context.socket(zmq.DEALER)
+        self.dealer.setsockopt(zmq.IDENTITY, WORKER_IDENTITY)
+        self.dealer.connect(f"{endpoint}-work")
+        self.pub = context.socket(zmq.PUB)
+        self.pub.bind(f"{endpoint}-out")
+        self.sub = context.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.setsockopt(zmq.RCVTIMEO, RECV_TIMEOUT_MS)
+        self.sub.connect(f"{endpoint}-out")
+        self.wakeup_r, self.wakeup_w = os.pipe()
+        config = WorkerConfig(name="worker-t", worker_id="wt", stats_interval=60.0, records=True)
+        self.worker = WorkerService(config, [self.dealer], self.pub, self.wakeup_r)
+
+    def send_work(self, sources: int, events_each: int, tag: str = "m") -> None:
+        """One message from ingest: `sources` connections with `events_each` SA events each."""
+        items = []
+        for conn in range(sources):
+            header = SourceHeader(SourceKind.EVENT, "ingest-t", conn, f"127.0.0.1:{conn}", "", ())
+            events = [sa_event(f"{tag}-{conn}-{n}", f"cs-{conn}-{n}") for n in range(events_each)]
+            items.append((header, events))
+        self.ingest.send_multipart((WORKER_IDENTITY, pack_work(items)))
+
+    def wait_queued(self) -> None:
+        assert self.dealer.poll(RECV_TIMEOUT_MS, zmq.POLLIN), "work never reached the worker"
+
+    def published(self) -> list[tuple[bytes, bytes]]:
+        """Every message published so far, in order."""
+        messages = []
+        while self.sub.poll(0 if messages else RECV_TIMEOUT_MS, zmq.POLLIN):
+            topic, body = self.sub.recv_multipart()
+            messages.append((topic, body))
+        return messages
+
+    def close(self) -> None:
+        for sock in (self.ingest, self.dealer, self.pub, self.sub):
+            sock.close(linger=0)
+        os.close(self.wakeup_r)
+        os.close(self.wakeup_w)
+
+
+@pytest.fixture
+def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    made = Rig(context, f"inproc://{request.node.name}")
+    # PUB drops what it sends before a subscription arrives: wait until the SUB is joined.
+    made.pub.send_multipart((b"hello", b""))
+    while not made.sub.poll(10, zmq.POLLIN):
+        made.pub.send_multipart((b"hello", b""))
+    while made.sub.poll(50, zmq.POLLIN):
+        made.sub.recv_multipart()
+    yield made
+    made.close()
+    context.term()
+
+
+def test_a_long_round_publishes_in_bounded_batches_each_followed_by_its_records(rig: Rig) -> None:
+    # Five messages of half a batch each, queued before the round starts.
+    messages, sources = 5, 2
+    each = PUBLISH_EVENTS // (2 * sources)
+    half = sources * each
+    for message in range(messages):
+        rig.send_work(sources, each, tag=f"m{message}")
+    rig.wait_queued()
+
+    rig.worker._drain(rig.dealer)
+
+    published = rig.published()
+    topics = [topic for topic, _ in published]
+    assert topics == [TOPIC_EVENT, TOPIC_RECORD] * 3
+    batches = [unpack_routed_batch(body) for topic, body in published if topic == TOPIC_EVENT]
+    # A batch goes out once it holds PUBLISH_EVENTS (whole messages), the rest at the round's end.
+    assert [len(batch.events) for batch in batches] == [2 * half, 2 * half, half]
+    # The sequence numbers run on across batches with no gap (ingest's SequenceGaps).
+    assert [batch.first_seq for batch in batches] == [1, 1 + 2 * half, 1 + 4 * half]
+    records = [unpack_records(body) for topic, body in published if topic == TOPIC_RECORD]
+    assert [len(batch) for batch in records] == [2 * half, 2 * half, half]
+    # Every event once, in the order ingest sent them.
+    uids = [entry[8] for batch in batches for entry in batch.events]
+    assert uids == [
+        f"m{message}-{conn}-{n}"
+        for message in range(messages) for conn in range(sources) for n in range(each)
+    ]
+
+
+def test_a_short_round_publishes_once(rig: Rig) -> None:
+    rig.send_work(3, 10)
+    rig.wait_queued()
+
+    rig.worker._drain(rig.dealer)
+
+    published = rig.published()
+    assert [topic for topic, _ in published] == [TOPIC_EVENT, TOPIC_RECORD]
+    assert len(unpack_routed_batch(published[0][1]).events) == 30
