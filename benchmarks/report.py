@@ -258,6 +258,7 @@ OTSZMQ_ROWS = {"otszmq": "store on", "otszmq-nostore": "store off"}
 def targets(suite: Json) -> list[list[str]]:
     """Issue 3's targets, checked against this run."""
     out: list[list[str]] = []
+    cores = suite["machine"]["nproc"] or 1
     broadcast = runs(suite, "sa-broadcast")
     rates = {(r["server"], r["clients"]): _ok(r) for r in broadcast}
     for (server, clients), result in sorted(rates.items()):
@@ -275,7 +276,8 @@ def targets(suite: Json) -> list[list[str]]:
         p99 = half.get("p99_ms")
         if p99 is not None:
             out.append([f"{what}: p99 ≤ 25 ms at half rate",
-                        f"{p99:.1f} ms{_machine_load(half)}", _verdict(p99 <= TARGET_HALF_P99_MS)])
+                        f"{p99:.1f} ms{_machine_load(half, cores)}",
+                        _verdict(p99 <= TARGET_HALF_P99_MS)])
     for run in runs(suite, "takserver"):
         result = _ok(run)
         if run["server"] not in OTSZMQ_ROWS or result is None:
@@ -325,12 +327,12 @@ def store_targets(suite: Json) -> list[list[str]]:
                     "not measured (no store-off run: serve without --store?)", DASH]]
 
 
-def _machine_load(row: Json) -> str:
+def _machine_load(row: Json, cores: int) -> str:
     """How busy the whole machine was in a step, and how much of it the hypervisor took."""
     busy, steal = row.get("system_busy_percent"), row.get("system_steal_percent")
     if busy is None:
         return ""
-    return f" (machine {busy:.0f}% busy of 200%" + (
+    return f" (machine {busy:.0f}% busy of {100 * cores}%" + (
         f", {steal:.0f}% stolen)" if steal is not None else ")"
     )
 
