@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 from benchmarks.profiles import profile
+from benchmarks.ramp import HALF_REPEATS
 from benchmarks.servers import REPO_ROOT, Server
 
 Json = dict[str, Any]
@@ -172,8 +173,8 @@ def _job(cfg: SuiteConfig, scenario: str, server: str, clients: int) -> Job:
         )  # fmt: skip
         if cfg.quick:
             args += ("--drain", "0.5", "--pause", "0.1")
-        # Each rate may be run twice (a disturbed failure), plus the step at half the max.
-        timeout = 120 + (2 * steps + 1) * step_s
+        # Each rate may be run twice (a failure is confirmed), plus the steps at half the max.
+        timeout = 120 + (2 * steps + HALF_REPEATS) * step_s
         return Job(scenario, clients, PROGRAMS[scenario], args, timeout)
     if scenario == "takserver":
         # NOTE: SA repeats every 2 s in the settle: at 0.2 s, 500 clients would offer 2,500 SA/s
