@@ -485,9 +485,24 @@ def test_doctype_and_entities_are_refused(data: bytes) -> None:
     assert "root:" not in str(caught.value)  # nothing of /etc/passwd leaks into the message
 
 
-def test_plain_doctype_is_named_in_the_error() -> None:
+@pytest.mark.parametrize(
+    "prolog",
+    [
+        pytest.param(b"", id="first"),
+        pytest.param(b"<!-- a comment -->", id="after-a-comment"),
+        pytest.param(b"<?pi x?>\n", id="after-a-processing-instruction"),
+        pytest.param(b'<?xml version="1.0"?>\n', id="after-the-declaration"),
+    ],
+)
+def test_plain_doctype_is_named_in_the_error(prolog: bytes) -> None:
     with pytest.raises(CotParseError, match="DOCTYPE is not allowed"):
-        parse_event(b"<!DOCTYPE event>" + SA_ATAK)
+        parse_event(prolog + b"<!DOCTYPE event>" + SA_ATAK)
+
+
+def test_a_doctype_inside_the_event_is_not_well_formed() -> None:
+    # A DOCTYPE belongs in the prolog only: after the root start-tag it is not XML at all.
+    with pytest.raises(CotParseError, match="not well-formed"):
+        parse_event(SA_ATAK.replace(b"<point", b"<!DOCTYPE event><point", 1))
 
 
 @pytest.mark.parametrize("name", ["uid", "type", "time", "start", "stale"])
@@ -505,6 +520,21 @@ def test_empty_uid_or_type(name: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("point", "expected"),
+    [
+        ('<point lat="-90" lon="180"/>', (-90.0, 180.0, None, None, None)),
+        ('<point lat="90.0" lon="-180.0" hae="1e3" le="0"/>', (90.0, -180.0, 1000.0, None, 0.0)),
+        ('<point lat=" 1.5 " lon="+2" ce="-3"/>', (1.5, 2.0, None, -3.0, None)),
+    ],
+)
+def test_point_limits_and_optional_fields(
+    point: str, expected: tuple[float, float, float | None, float | None, float | None]
+) -> None:
+    event = parse_event(event_xml(point=point))
+    assert (event.lat, event.lon, event.hae, event.ce, event.le) == expected
+
+
+@pytest.mark.parametrize(
     ("point", "message"),
     [
         ('<point lat="north" lon="0"/>', "point lat is not a number: 'north'"),
@@ -518,6 +548,7 @@ def test_empty_uid_or_type(name: str) -> None:
         ('<point lat="inf" lon="0"/>', "point lat out of range [-90, 90]: 'inf'"),
         ('<point lon="0"/>', "point is missing attribute 'lat'"),
         ('<point lat="0"/>', "point is missing attribute 'lon'"),
+        ('<point lat="0" lon="0" hae=""/>', "point hae is not a number: ''"),
     ],
 )
 def test_bad_point(point: str, message: str) -> None:
