@@ -108,16 +108,17 @@ class Settings:
         "otszmq.db in the data dir)", _STORE | _API | {"user", "ingest", "token"},
     )
     store_priority: str = _opt(
-        "idle", "CPU priority of the store: idle (only what routing leaves; Linux SCHED_IDLE), "
-        "low (nice 10) or normal", _STORE,
+        "idle", "CPU priority of the store's database writer: idle (only what routing leaves; "
+        "Linux SCHED_IDLE), low (nice 10) or normal", _STORE,
     )
     store_work_slice: float = _opt(
-        0.001, "seconds the store works before it leaves its core for 0.2 ms, so that a waiting "
-        "routing process can have it (0: never)", _STORE,
+        0.001, "seconds the store's writer works before it leaves its core for 0.2 ms, so that "
+        "a waiting routing process can have it (0: never)", _STORE,
     )
     store_raw_xml: bool = _opt(True, "keep each event's XML in the CoT log", _STORE)
     store_queue_limit: int = _opt(
-        50_000, "records waiting for the database, then dropped and counted", _STORE
+        50_000, "records waiting for the database (one worker's batch may pass it), then "
+        "batches are dropped and counted", _STORE,
     )
     # PERF: one transaction of 2,000 records costs SQLite less per record than four of 500 (each
     # commit rewrites the index pages it touched); measured here, with the 0.1 s linger that

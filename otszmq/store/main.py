@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 
 import zmq
@@ -47,44 +46,13 @@ def config_from(settings: Settings, name: str) -> StoreConfig:
         prune_interval=settings.store_prune_interval,
         stats_interval=settings.stats_interval,
         work_slice=settings.store_work_slice,
+        writer_priority=settings.store_priority,
     )
-
-
-LOW_NICE = 10
-IDLE_FALLBACK_NICE = 19
-
-
-def lower_priority(priority: str) -> None:
-    """Give routing the CPU first (DESIGN §4: routing latency does not depend on the store).
-
-    Called before any thread starts: the writer thread and ZeroMQ's I/O thread inherit it.
-
-    PERF: on a small machine the store's CPU is what competes with routing; SQLite alone costs
-    ~12-16 us per SA record here, so at tens of thousands of events/s the store wants more CPU
-    than routing leaves. ``idle`` (Linux SCHED_IDLE: any routing process that wakes preempts it)
-    keeps routing's latency; the store then catches up from its bounded queue or drops and counts
-    (records_dropped). Measured here, 10 clients at 21,700 SA/s: p99 16-22 ms idle, 25-54 ms
-    at nice 19, 86-100 ms at nice 10 (``low``), 12-18 ms with no store; records dropped 20.6%,
-    10.7%, 2.6%. At the hundreds of records/s of a real deployment none is dropped either way.
-    """
-    if priority == "normal":
-        return
-    if priority == "idle":
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            return
-        except (AttributeError, OSError) as exc:  # not Linux, or not allowed here
-            log.warning("cannot use the idle CPU class (%s); using nice %d instead", exc,
-                        IDLE_FALLBACK_NICE)
-            os.nice(IDLE_FALLBACK_NICE)
-            return
-    os.nice(LOW_NICE)
 
 
 def run(settings: Settings) -> int:
     name = setup_logging(settings, "store")
     prepare_ipc(settings)
-    lower_priority(settings.store_priority)
     config = config_from(settings, name)
     url = settings.store_database_url
     # Migrate before subscribing: a database that cannot be opened or migrated stops the stage

@@ -3,8 +3,8 @@
 Parse once (STYLE rule 6): the worker already holds the :class:`CotEvent` (and its lxml
 ``<detail>`` element), so it builds the record right after routing, and the store stage only
 unpacks msgpack, never XML. This module is that format, sans-IO: :func:`record_from_event` and
-:func:`pack_records` (worker side), :func:`unpack_records` and :func:`decode_record` (store
-side). It imports neither peewee nor ZeroMQ.
+:func:`pack_records` (worker side), :func:`count_records`, :func:`unpack_records` and
+:func:`decode_record` (store side). It imports neither peewee nor ZeroMQ.
 
 Frames: ``[TOPIC_RECORD, records]``, one per worker drain round (see :mod:`otszmq.wire`), where
 ``records`` is one msgpack array ``[RECORD_VERSION, [record, record, ...]]``: packed once per
@@ -87,6 +87,7 @@ __all__ = [
     "Record",
     "RecordFields",
     "RecordKind",
+    "count_records",
     "decode_record",
     "pack_records",
     "record_from_event",
@@ -377,6 +378,27 @@ def pack_records(records: Sequence[RecordFields]) -> bytes:
     # PERF: datetimes go in as msgpack Timestamps, packed in C (faster than timestamp() calls,
     # and exact to the microsecond both ways).
     return msgpack.packb((RECORD_VERSION, records), datetime=True)
+
+
+def count_records(data: bytes) -> int:
+    """The number of records in a frame, read from its header: the records stay packed.
+
+    :class:`StoreError` if the frame does not begin as a record batch of this version (what
+    follows the header is checked by :func:`unpack_records`, later). PERF: ~5 us a frame,
+    where unpacking costs ~2.6 us a record.
+    """
+    unpacker = msgpack.Unpacker()
+    try:
+        unpacker.feed(data)
+        if unpacker.read_array_header() != 2:
+            raise StoreError("records: expected [version, [record, ...]]")
+        version = unpacker.unpack()
+        if version != RECORD_VERSION:
+            raise StoreError(f"records: version {version!r}, expected {RECORD_VERSION}")
+        count: int = unpacker.read_array_header()
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise StoreError(f"records: not a record batch: {exc}") from exc
+    return count
 
 
 def unpack_records(data: bytes) -> list[Any]:

@@ -2,10 +2,13 @@
 
 Two threads. The main thread owns the ZeroMQ sockets: it drains the SUB into a bounded
 :class:`RecordBuffer` (overflow: drop-and-count) and publishes the counters, so that a slow
-database never backs up into the fan-out. The writer thread owns the database connection: it
-takes up to ``batch_size`` records at a time (whatever has arrived; optionally lingering for a
-fuller batch), writes them in one transaction, and prunes old rows on a schedule. Both threads
-leave the core for a moment after each ``work_slice`` of work (:mod:`otszmq.pacing`: why).
+database never backs up into the fan-out. It reads only each frame's header (~5 us a frame) and
+keeps the process's CPU priority: it must keep draining when routing takes every core. The
+writer thread owns the database connection and runs at ``writer_priority``
+(:mod:`otszmq.store.priority`): it takes up to ``batch_size`` records at a time (whatever has
+arrived; optionally lingering for a fuller batch), unpacks, checks and writes them in one
+transaction, and prunes old rows on a schedule, leaving the core for a moment after each
+``work_slice`` of work (:mod:`otszmq.pacing`: why).
 
 Shutdown: stop receiving, drain what the SUB socket already holds, then the writer writes
 everything buffered before the process exits.
@@ -26,9 +29,9 @@ import zmq
 
 from otszmq.errors import StoreError
 from otszmq.metrics import Counters, publish_stats
-from otszmq.pacing import Pacer
-from otszmq.store.buffer import RecordBuffer
-from otszmq.store.records import Record, decode_record, unpack_records
+from otszmq.store.buffer import Frame, RecordBuffer
+from otszmq.store.priority import lower_priority
+from otszmq.store.records import Record, count_records, decode_record, unpack_records
 from otszmq.store.writer import DatabaseUnavailable, RecordWriter, Retention
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ class StoreConfig:
     prune_interval: float  # seconds between prune runs
     stats_interval: float
     work_slice: float = 0.0  # seconds of work between two pauses (otszmq.pacing); 0: none
+    writer_priority: str = "normal"  # the writer thread's; one of config.STORE_PRIORITIES
 
 
 class StoreService:
@@ -68,14 +72,12 @@ class StoreService:
         stats_pub: zmq.Socket[bytes],
         wakeup_fd: int,
     ) -> None:
-        """The writer thread paces with ``writer.pace``; the receiving thread has a pacer of
-        its own, from ``config.work_slice``."""
+        """The writer thread paces with ``writer.pace``."""
         self.config = config
         self._writer = writer
         self._sub = sub
         self._stats_pub = stats_pub
         self._wakeup_fd = wakeup_fd
-        self._receive_pace = Pacer(config.work_slice)
         self._write_pace = writer.pace
         self.buffer = RecordBuffer(config.queue_limit)
         self.counters = Counters()
@@ -102,9 +104,7 @@ class StoreService:
         try:
             while not self._stop and writer.is_alive():
                 timeout_ms = max(0, int((next_stats - time.monotonic()) * 1000))
-                events = poller.poll(timeout_ms)
-                self._receive_pace.rest()
-                for sock, _ in events:
+                for sock, _ in poller.poll(timeout_ms):
                     if sock == self._wakeup_fd:
                         os.read(self._wakeup_fd, 512)
                     else:
@@ -137,17 +137,15 @@ class StoreService:
             try:
                 if len(frames) != 2:
                     raise StoreError(f"expected [topic, records], got {len(frames)} frames")
-                records = unpack_records(frames[1])
+                records = count_records(frames[1])
             except StoreError as exc:
                 values["wire_errors"] += 1
                 log.warning("dropping a malformed record message: %s", exc)
                 continue
-            values["records_in"] += len(records)
-            self._receive_pace()
-            dropped = self.buffer.put_many(records)
-            if dropped:
-                values["records_dropped"] += dropped
-                self._dropped(dropped)
+            values["records_in"] += records
+            if not self.buffer.put(frames[1], records):
+                values["records_dropped"] += records
+                self._dropped(records)
         return limit
 
     def _dropped(self, count: int) -> None:
@@ -170,17 +168,21 @@ class StoreService:
 
     def _write_loop(self) -> None:
         config = self.config
+        lower_priority(config.writer_priority)  # this thread's only
         next_prune = time.monotonic()  # once at start-up, then every prune_interval
         take = self.buffer.take
         try:
             while True:
                 # Bounded wait: pruning runs on schedule even when nothing arrives.
                 timeout = max(0.0, next_prune - time.monotonic())
-                unpacked = take(config.batch_size, config.flush_interval, timeout)
+                frames = take(config.batch_size, config.flush_interval, timeout)
                 self._write_pace.rest()
-                if unpacked is None:
+                if frames is None:
                     break
-                self._write(self._decode(unpacked))
+                records = self._decode(frames)
+                # More than batch_size only from one frame larger than that (RecordBuffer.take).
+                for start in range(0, len(records), config.batch_size):
+                    self._write(records[start:start + config.batch_size])
                 if time.monotonic() >= next_prune:
                     self._prune()
                     next_prune = time.monotonic() + config.prune_interval
@@ -192,17 +194,28 @@ class StoreService:
             self._writer_failed = True
             self._stop = True
 
-    def _decode(self, unpacked: list[object]) -> list[Record]:
+    def _decode(self, frames: list[Frame]) -> list[Record]:
+        """The checked records of ``frames``; what cannot be trusted is counted and left out."""
         records: list[Record] = []
         first_error: StoreError | None = None
+        malformed = 0
         pace = self._write_pace
-        for items in unpacked:
-            pace()
+        for frame, count in frames:
             try:
-                records.append(decode_record(items))
+                items = unpack_records(frame)
             except StoreError as exc:
+                # Its header passed (count_records), the rest does not: none of it is trusted.
+                self.counters.values["wire_errors"] += 1
+                malformed += count
                 first_error = first_error or exc
-        malformed = len(unpacked) - len(records)
+                continue
+            for item in items:
+                pace()
+                try:
+                    records.append(decode_record(item))
+                except StoreError as exc:
+                    malformed += 1
+                    first_error = first_error or exc
         if malformed:
             self.counters.values["records_malformed"] += malformed
             log.warning("dropped %d malformed records (first: %s)", malformed, first_error)

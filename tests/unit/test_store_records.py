@@ -19,6 +19,7 @@ from otszmq.errors import CotParseError, StoreError
 from otszmq.store.records import (
     RECORD_VERSION,
     RecordKind,
+    count_records,
     decode_record,
     pack_records,
     record_from_event,
@@ -358,6 +359,35 @@ def test_malformed_records_raise_store_error(change, message):
 def test_malformed_record_frames_raise_store_error(data, message):
     with pytest.raises(StoreError, match=message):
         unpack_records(data)
+
+
+def test_count_records_reads_only_the_header():
+    fields = record_from_event(parse_event(SA), "s")
+    assert fields is not None
+    frame = pack_records([fields] * 3)
+    assert count_records(frame) == 3
+    assert count_records(pack_records([])) == 0
+    assert count_records(frame[:-10]) == 3  # the body is unpack_records' to check
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"\xc1", "not a record batch"),
+    (b"", "not a record batch"),
+    (msgpack.packb({"a": 1}), "not a record batch"),
+    (msgpack.packb([RECORD_VERSION]), r"\[version, \[record"),
+    (msgpack.packb([RECORD_VERSION, "x"]), "not a record batch"),
+    (msgpack.packb([RECORD_VERSION, [], 1]), r"\[version, \[record"),
+    (msgpack.packb([99, []]), "version 99"),
+])
+def test_count_records_refuses_what_is_not_a_record_batch(data, message):
+    with pytest.raises(StoreError, match=message):
+        count_records(data)
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_only_raise_store_error_when_counted(data):
+    with contextlib.suppress(StoreError):
+        assert count_records(data) >= 0
 
 
 @given(st.binary(max_size=200))

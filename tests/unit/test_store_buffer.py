@@ -1,0 +1,64 @@
+"""RecordBuffer: the store's bounded hand-off of packed record frames, counted in records."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from otszmq.store.buffer import RecordBuffer
+
+
+def test_a_frame_is_taken_whole_while_the_queue_is_under_its_limit() -> None:
+    buffer = RecordBuffer(10)
+    assert buffer.put(b"a", 8)
+    assert buffer.put(b"b", 7)  # 8 < 10 waiting: taken, the queue passes its limit by 5
+    assert len(buffer) == 15
+    assert not buffer.put(b"c", 1)  # 15 >= 10: dropped whole, nothing else changes
+    assert len(buffer) == 15
+    assert buffer.take(100) == [(b"a", 8), (b"b", 7)]
+    assert len(buffer) == 0
+    assert buffer.put(b"d", 1)  # room again
+
+
+def test_take_stops_before_a_frame_that_would_pass_its_limit() -> None:
+    buffer = RecordBuffer(1000)
+    for name, count in ((b"a", 3), (b"b", 4), (b"c", 2)):
+        assert buffer.put(name, count)
+    assert buffer.take(8) == [(b"a", 3), (b"b", 4)]  # 3 + 4 + 2 > 8
+    assert len(buffer) == 2
+    assert buffer.take(8) == [(b"c", 2)]
+
+
+def test_a_first_frame_larger_than_the_take_comes_alone() -> None:
+    buffer = RecordBuffer(1000)
+    buffer.put(b"big", 50)
+    buffer.put(b"small", 1)
+    assert buffer.take(10) == [(b"big", 50)]
+    assert buffer.take(10) == [(b"small", 1)]
+
+
+def test_take_times_out_empty_and_ends_with_none_once_closed() -> None:
+    buffer = RecordBuffer(10)
+    assert buffer.take(5, timeout=0.01) == []
+    buffer.put(b"a", 2)
+    buffer.close()
+    assert buffer.take(5) == [(b"a", 2)]  # what was queued is still handed out
+    assert buffer.take(5) is None
+
+
+def test_a_lingering_take_returns_as_soon_as_its_batch_is_full() -> None:
+    buffer = RecordBuffer(100)
+    buffer.put(b"a", 3)
+    filler = threading.Timer(0.05, buffer.put, (b"b", 3))
+    filler.start()
+    try:
+        # A 60 s linger that returns at all proves the second frame ended it.
+        assert buffer.take(6, linger=60.0) == [(b"a", 3), (b"b", 3)]
+    finally:
+        filler.cancel()
+
+
+def test_the_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        RecordBuffer(0)
