@@ -64,7 +64,8 @@ class Delivery:
         self._on_announce = on_announce
         self._on_probe = on_probe
         self._dirty: list[Outbound] = []
-        self._overflowed: list[Connection] = []
+        # Readers over the hard limit, by id, until the caller takes them for closing.
+        self._overflowed: dict[int, Connection] = {}
         counters.preset("deliveries", "sa_coalesced")
 
     # -- routed batches ---------------------------------------------------------------------
@@ -180,8 +181,9 @@ class Delivery:
                 if not cached:
                     continue  # cannot be encoded (counted): XML recipients still get it
                 data = cached
-            delivered += 1
-            self._queue(conn, data, entry[_UID] if entry[_FLAGS] & RouteFlag.POSITION else None)
+            delivered += self._queue(
+                conn, data, entry[_UID] if entry[_FLAGS] & RouteFlag.POSITION else None
+            )
         return delivered
 
     def _deliver_event(
@@ -202,24 +204,26 @@ class Delivery:
                 if not proto:
                     continue
                 data = proto
-            delivered += 1
-            self._queue(conn, data, position_uid)
+            delivered += self._queue(conn, data, position_uid)
         self._counters["deliveries"] += delivered
 
-    def _queue(self, conn: Connection, data: bytes, position_uid: str | None) -> None:
+    def _queue(self, conn: Connection, data: bytes, position_uid: str | None) -> bool:
+        """Queue ``data`` for ``conn``; False if not: the client is over its hard limit."""
         out = conn.out
         if not (out.paused or out.backlog is not None):
             if not out.batch:
                 self._dirty.append(out)
             out.batch.append(data)
-            return
+            return True
+        if conn.id in self._overflowed:
+            return False  # it is closed after this batch: nothing more need queue
         before = out.coalesced
         out.add_slow(data, position_uid)
         self._counters["sa_coalesced"] += out.coalesced - before
-        if out.queued_bytes() > self._hard_limit and not conn.closing:
+        if out.queued_bytes() > self._hard_limit:
             # NOTE: closed by the caller after the batch: we are iterating over the registry.
-            conn.closing = True
-            self._overflowed.append(conn)
+            self._overflowed[conn.id] = conn
+        return True
 
     # -- everything else a client is sent ------------------------------------------------------
 
@@ -245,5 +249,6 @@ class Delivery:
 
     def take_overflowed(self) -> list[Connection]:
         """Clients that went over the hard limit of their queue since the last call."""
-        overflowed, self._overflowed = self._overflowed, []
+        overflowed = list(self._overflowed.values())
+        self._overflowed.clear()
         return overflowed

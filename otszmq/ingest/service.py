@@ -518,8 +518,8 @@ class IngestService:
 
     def _close_overflowed(self) -> None:
         for conn in self.delivery.take_overflowed():
-            conn.closing = False  # let _close do its work
-            self._slow_disconnect(conn, f"over {HARD_LIMIT_FACTOR}x its queue bound")
+            if not conn.closing:  # closed meanwhile for another reason: said and counted there
+                self._slow_disconnect(conn, f"over {HARD_LIMIT_FACTOR}x its queue bound")
 
     def _sweep_revocations(self) -> None:
         """After a revocation: new handshakes already check it; close open connections."""

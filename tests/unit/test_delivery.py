@@ -222,10 +222,16 @@ def test_a_reader_far_over_its_bound_is_handed_over_for_closing():
     node = Node()
     slow = node.connect(2)
     slow.out.pause()
-    node.deliver(*(entry(b"<%d>" % i + b"x" * 1000, uid=f"m{i}") for i in range(50)))
-    assert slow.out.queued_bytes() > QUEUE_BYTES * HARD_LIMIT_FACTOR
+    events = [entry(b"<%d>" % i + b"x" * 1000, uid=f"m{i}") for i in range(50)]
+    node.deliver(*events)
+    hard_limit = QUEUE_BYTES * HARD_LIMIT_FACTOR
+    assert hard_limit < slow.out.queued_bytes() <= hard_limit + len(events[0][-1])
+    delivered = node.counters.values["deliveries"]
+    node.deliver(*events)  # before the caller has taken it: nothing more is queued or counted
+    assert slow.out.queued_bytes() <= hard_limit + len(events[0][-1])
+    assert node.counters.values["deliveries"] == delivered
     assert node.delivery.take_overflowed() == [slow]
-    assert slow.closing
+    assert not slow.closing  # the caller closes it, as it would any connection
     assert node.delivery.take_overflowed() == []
 
 
