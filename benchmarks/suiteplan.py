@@ -245,12 +245,22 @@ def run_job(job: Job, server: Server) -> Json:
         "returncode": code,
         "seconds": round(time.monotonic() - began, 1),
     }
+    problem = "no JSON on its stdout"
     try:
         record["result"] = json_loads(out) if out.strip() else None
-    except ValueError:
+    except ValueError as exc:
         record["result"] = None
+        problem = (
+            f"its stdout ({len(out)} characters) is not a JSON object: {exc}; "
+            f"it began {out[:60]!r}"
+        )
     if code != 0 or record["result"] is None:
-        record["error"] = "\n".join(tail[-10:]) or f"exit status {code}"
+        lines = tail[-10:]
+        if code == 0:
+            # NOTE: the last line is what the report shows; a program's own last line may
+            # well be its success summary.
+            lines.append(f"exit status 0, but {problem}")
+        record["error"] = "\n".join(lines) or f"exit status {code}"
     return record
 
 

@@ -168,10 +168,10 @@ class StoreService:
 
     def _write_loop(self) -> None:
         config = self.config
-        lower_priority(config.writer_priority)  # this thread's only
         next_prune = time.monotonic()  # once at start-up, then every prune_interval
         take = self.buffer.take
         try:
+            lower_priority(config.writer_priority)  # this thread's only
             while True:
                 # Bounded wait: pruning runs on schedule even when nothing arrives.
                 timeout = max(0.0, next_prune - time.monotonic())

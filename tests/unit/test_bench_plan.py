@@ -18,7 +18,7 @@ import pytest
 from benchmarks import cotgen, profiles, ramp, report, results
 from benchmarks.options import LoadConfig
 from benchmarks.servers import Server
-from benchmarks.suiteplan import SuiteConfig, jobs_for, run_job
+from benchmarks.suiteplan import Job, SuiteConfig, jobs_for, run_job
 
 CLIENTS = {
     "sa-broadcast": (10, 50),
@@ -125,6 +125,17 @@ def test_runs_measure_the_process_tree_and_clean_between_steps() -> None:
     between = "bash benchmarks/peers/ots/clean.sh /tmp/x/ots 300"
     assert flag(tuple(argv), "--between-steps") == between
     assert record["returncode"] != 0 and record["error"]
+
+
+def test_a_program_that_exits_0_without_json_is_a_failure_that_says_so() -> None:
+    # `python -m this` prints the Zen of Python and exits 0, whatever its arguments.
+    job = Job("sa-broadcast", 2, "this", (), timeout=30)
+    server = Server("relay", "relay", 1, {}, (), None, None, (11,))
+    record = run_job(job, server)
+    assert record["returncode"] == 0 and record["result"] is None
+    last = record["error"].splitlines()[-1]
+    assert last.startswith("exit status 0, but its stdout (")
+    assert "is not a JSON object" in last and "'The Zen of Python" in last
 
 
 # -- where a ramp ends --------------------------------------------------------------------------
