@@ -380,6 +380,14 @@ def pack_records(records: Sequence[RecordFields]) -> bytes:
     return msgpack.packb((RECORD_VERSION, records), datetime=True)
 
 
+_NOT_A_BATCH: Final = "records: expected [version, [record, ...]]"
+
+
+def _check_version(version: object) -> None:
+    if version != RECORD_VERSION:
+        raise StoreError(f"records: version {version!r}, expected {RECORD_VERSION}")
+
+
 def count_records(data: bytes) -> int:
     """The number of records in a frame, read from its header: the records stay packed.
 
@@ -391,10 +399,8 @@ def count_records(data: bytes) -> int:
     try:
         unpacker.feed(data)
         if unpacker.read_array_header() != 2:
-            raise StoreError("records: expected [version, [record, ...]]")
-        version = unpacker.unpack()
-        if version != RECORD_VERSION:
-            raise StoreError(f"records: version {version!r}, expected {RECORD_VERSION}")
+            raise StoreError(_NOT_A_BATCH)
+        _check_version(unpacker.unpack())
         count: int = unpacker.read_array_header()
     except (ValueError, msgpack.UnpackException) as exc:
         raise StoreError(f"records: not a record batch: {exc}") from exc
@@ -412,9 +418,8 @@ def unpack_records(data: bytes) -> list[Any]:
     except (ValueError, OverflowError, msgpack.UnpackException) as exc:
         raise StoreError(f"records: not msgpack: {exc}") from exc
     if not isinstance(batch, list) or len(batch) != 2 or not isinstance(batch[1], list):
-        raise StoreError("records: expected [version, [record, ...]]")
-    if batch[0] != RECORD_VERSION:
-        raise StoreError(f"records: version {batch[0]!r}, expected {RECORD_VERSION}")
+        raise StoreError(_NOT_A_BATCH)
+    _check_version(batch[0])
     return batch[1]
 
 
