@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,20 @@ def running_node(data_dir: Path, **kwargs: Any) -> Iterator[Node]:
     finally:
         code = node.stop()
         assert code == 0, f"otszmq serve exited with {code}; log:\n{node.log()}"
+
+
+def wait_for(predicate_name: str, check: Callable[[], bool], deadline_s: float = 20.0) -> None:
+    """Re-read a node observable until true; each read listens to the stats bus for a while."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+    raise AssertionError(f"{predicate_name} not reached within {deadline_s} s")
+
+
+def ingest_gauge(node: Node, name: str) -> float:
+    ingest = [p for p in node.stats(wait=0.5) if p["role"] == "ingest"]
+    return float(ingest[0]["gauges"][name]) if ingest else -1.0
 
 
 def add_user(node: Node, name: str, *groups: str, password: str | None = None) -> None:

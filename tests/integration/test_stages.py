@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import selectors
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,12 +15,13 @@ import pytest
 from tests.support import (
     READY_TIMEOUT,
     CotClient,
-    Node,
     free_port,
+    ingest_gauge,
     marker_event,
     otszmq_command,
     running_node,
     sa_event,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -49,20 +49,6 @@ def stage(args: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         os.close(ready_r)
         proc.terminate()
         assert proc.wait(20) == 0, log_path.read_text(errors="replace")
-
-
-def wait_for(predicate_name: str, check: Callable[[], bool], deadline_s: float = 20.0) -> None:
-    """Re-read a node observable until true; each read listens to the stats bus for a while."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-    raise AssertionError(f"{predicate_name} not reached within {deadline_s} s")
-
-
-def ingest_gauge(node: Node, name: str) -> float:
-    ingest = [p for p in node.stats(wait=0.5) if p["role"] == "ingest"]
-    return float(ingest[0]["gauges"][name]) if ingest else -1.0
 
 
 def test_extra_worker_takes_a_share_of_new_clients(tmp_path: Path) -> None:
