@@ -77,7 +77,10 @@ class Settings:
         50_000, "map items (latest per uid) kept for replay to new clients", _INGEST
     )
     pending_limit: int = _opt(
-        10_000, "events held while no worker is alive, then dropped and counted", _INGEST
+        10_000, "events held while no worker is alive; past it clients are not read", _INGEST
+    )
+    worker_inflight_limit: int = _opt(
+        5_000, "events in flight to one worker before its clients are not read", _INGEST
     )
     work_endpoint: str = _opt(
         "", "ingest: ZeroMQ endpoint it binds for workers (default ipc in data dir)", _INGEST
@@ -315,6 +318,7 @@ def _validate(settings: Settings) -> None:
     need(settings.slow_client_timeout > 0, "slow_client_timeout", "must be > 0")
     need(settings.replay_limit >= 0, "replay_limit", "must be >= 0")
     need(settings.pending_limit >= 0, "pending_limit", "must be >= 0")
+    need(settings.worker_inflight_limit >= 100, "worker_inflight_limit", "must be >= 100")
     need(settings.fanout_hwm >= 1000, "fanout_hwm", "must be >= 1000")
     need(settings.stats_interval > 0, "stats_interval", "must be > 0")
     url = settings.database_url

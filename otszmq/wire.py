@@ -7,9 +7,12 @@ untouched. The first element of every array that crosses a hop is the format ver
 Hops and their frames::
 
     ingest ROUTER -> worker DEALER   [work]                      (ROUTER adds the worker id)
-        work   = [WIRE_VERSION, [[source, [event, event, ...]], ...]]
+        work   = [WIRE_VERSION, sent, [[source, [event, event, ...]], ...]]
+        sent   = events this ingest has sent this worker so far, this message's included
         source = SourceHeader's fields, in order
     worker DEALER -> ingest ROUTER   [HELLO, worker name]        (every HEARTBEAT_INTERVAL)
+    worker DEALER -> ingest ROUTER   [DONE, done]                (after each drain round)
+        done   = [WIRE_VERSION, sent of the last work message the worker has handled]
     worker PUB    -> fanout XSUB     [TOPIC_EVENT, routed]
         routed = [WIRE_VERSION, worker, first_seq, [[*RoutedHeader fields, event], ...]]
     worker PUB    -> fanout XSUB     [TOPIC_RECORD, records]     (otszmq.store.records)
@@ -28,6 +31,13 @@ event cost 5.8 us a routed event in send + receive, one msgpack frame 2.5 us wit
 unpacking), against ~0.1 us for msgpack to pack or unpack an event in C. The event bytes are
 copied into the frame; at ~600 bytes a copy costs less than one frame's bookkeeping.
 
+CREDIT: ingest lets only so many events be in flight to one worker (sent, not yet DONE:
+``worker_inflight_limit``) and stops reading the sockets of that worker's clients while it is over
+(otszmq.ingest.workerpool). Without it, under sustained overload the only bound was the ROUTER's
+high-water mark in messages, each a loop turn's batch: a worker's queue grew by ~1 MB/s for
+minutes, and every event waited behind it, before anything was dropped. DONE echoes a running
+total, not a count of its own, so a lost or late DONE is made good by the next one.
+
 Sequence numbers: each worker numbers the events it routes, contiguously; a routed batch says
 the number of its first event. A subscriber that sees a gap (the fan-out dropped a message at
 its high-water mark) counts the missing events (:class:`SequenceGaps`).
@@ -36,7 +46,7 @@ NOTE: ingest -> workers is ROUTER/DEALER rather than PUSH/PULL. PUSH round-robin
 every message, so it cannot keep all events of one source on one worker, which
 per-source FIFO needs. A ROUTER addresses each batch to the worker that owns its
 source; data still flows one way, like PUSH, and the DEALER side only sends
-heartbeats.
+heartbeats and DONEs (CREDIT below).
 
 INJECT: server-made events (API markers, events the bridge brings in from RabbitMQ) enter the
 pipeline through the first ingest process, which treats each injecting source as one more
@@ -64,7 +74,7 @@ import msgpack
 
 from otszmq.errors import WireError
 
-WIRE_VERSION = 3
+WIRE_VERSION = 4
 
 TOPIC_EVENT = b"E"
 TOPIC_STATS = b"S"
@@ -75,6 +85,7 @@ INJECT_REGROUP = b"G"
 INJECT_DISCONNECT = b"D"
 
 HELLO = b"HELLO"
+DONE = b"DONE"
 HEARTBEAT_INTERVAL = 1.0
 """Seconds between worker heartbeats; ingest forgets a worker after 3 missed."""
 
@@ -210,18 +221,21 @@ WorkItem = tuple[SourceHeader, list[bytes]]
 """One source's events of a work message, in the order the source sent them."""
 
 
-def pack_work(items: list[WorkItem]) -> bytes:
-    return msgpack.packb((WIRE_VERSION, items))
+def pack_work(sent: int, items: list[WorkItem]) -> bytes:
+    return msgpack.packb((WIRE_VERSION, sent, items))
 
 
-def unpack_work(data: bytes) -> tuple[tuple[tuple[Any, ...], tuple[bytes, ...]], ...]:
-    """A work message's ``(source fields, events)`` pairs, shape-checked.
+def unpack_work(data: bytes) -> tuple[int, tuple[tuple[tuple[Any, ...], tuple[bytes, ...]], ...]]:
+    """A work message's running total ``sent`` and its ``(source fields, events)`` pairs,
+    shape-checked.
 
     The source fields are not converted here: a worker checks each distinct one once with
     :func:`source_header` and keeps the result (the same connection sends the same fields
     until its identity changes).
     """
-    (items,) = _versioned(data, "work", 1)
+    sent, items = _versioned(data, "work", 2)
+    if not isinstance(sent, int) or isinstance(sent, bool) or sent < 0:
+        raise WireError("work: sent must be an int >= 0")
     if not isinstance(items, tuple):
         raise WireError("work: expected an array of [source, events] pairs")
     for item in items:
@@ -231,7 +245,19 @@ def unpack_work(data: bytes) -> tuple[tuple[tuple[Any, ...], tuple[bytes, ...]],
             or not all(isinstance(event, bytes) for event in item[1])
         ):
             raise WireError("work: expected [source, events] pairs with events as bytes")
-    return items
+    return sent, items
+
+
+def pack_done(sent: int) -> bytes:
+    return msgpack.packb((WIRE_VERSION, sent))
+
+
+def unpack_done(data: bytes) -> int:
+    """The running total a worker's DONE echoes (see CREDIT above)."""
+    (sent,) = _versioned(data, "done", 1)
+    if not isinstance(sent, int) or isinstance(sent, bool) or sent < 0:
+        raise WireError("done: expected an int >= 0")
+    return sent
 
 
 def source_header(fields: tuple[Any, ...]) -> SourceHeader:

@@ -37,6 +37,7 @@ def run(settings: Settings, index: int = 0) -> int:
         slow_client_timeout=settings.slow_client_timeout,
         replay_limit=settings.replay_limit,
         pending_limit=settings.pending_limit,
+        inflight_limit=settings.worker_inflight_limit,
         stats_interval=settings.stats_interval,
     )
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()

@@ -34,6 +34,7 @@ class Connection:
     last_activity: float = 0.0
     source_header: SourceHeader | None = None  # what it sends with, rebuilt on identity change
     held: list[bytes] | None = None  # events sent while the user's channels are looked up
+    paused: bool = False  # not read: its worker is over its credit (ingest/throttle.py)
     closing: bool = field(default=False)
 
 

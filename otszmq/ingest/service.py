@@ -31,6 +31,7 @@ from otszmq.ingest.protocol import CotStreamProtocol
 from otszmq.ingest.registry import Connection, Registry
 from otszmq.ingest.replay import ReplayCache
 from otszmq.ingest.takproto_codec import TakCodec
+from otszmq.ingest.throttle import ReadThrottle
 from otszmq.ingest.tls import TlsContexts
 from otszmq.ingest.workerpool import WorkerPool
 from otszmq.metrics import Counters, publish_stats
@@ -83,6 +84,7 @@ class IngestConfig:
     slow_client_timeout: float
     replay_limit: int
     pending_limit: int
+    inflight_limit: int
     stats_interval: float
 
 
@@ -110,7 +112,8 @@ class IngestService:
         self.registry = Registry()
         self.replay = ReplayCache(config.replay_limit)
         self.pool = WorkerPool(
-            router, self.counters, config.pending_limit,
+            router, self.counters, config.pending_limit, config.inflight_limit,
+            ReadThrottle(self.registry),
             lambda: asyncio.get_running_loop().call_soon(self.pool.flush),
         )
         self.takcodec = TakCodec()  # TAK protocol v1 clients (negotiated on the TLS port)
@@ -507,7 +510,7 @@ class IngestService:
     def _sweep_clients(self, now: float) -> None:
         config = self.config
         for conn in list(self.registry.by_id.values()):
-            if now - conn.last_activity > config.idle_timeout:
+            if now - conn.last_activity > config.idle_timeout and not conn.paused:
                 self.counters.values["idle_disconnects"] += 1
                 log.info("closing idle client %s (uid %r)", conn.peer, conn.uid)
                 self._close(conn, abort=False)

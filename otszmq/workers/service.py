@@ -20,6 +20,7 @@ from otszmq.errors import CotParseError, WireError
 from otszmq.metrics import Counters, publish_stats
 from otszmq.store.records import pack_records, record_from_event
 from otszmq.wire import (
+    DONE,
     HEARTBEAT_INTERVAL,
     HELLO,
     TOPIC_EVENT,
@@ -29,6 +30,7 @@ from otszmq.wire import (
     RouteMode,
     SourceHeader,
     SourceKind,
+    pack_done,
     pack_routed_batch,
     source_header,
     unpack_work,
@@ -159,15 +161,20 @@ class WorkerService:
                 dealer.send_multipart((HELLO, name), zmq.NOBLOCK)
 
     def _drain(self, dealer: zmq.Socket[bytes]) -> None:
-        """Handle what is queued now (bounded), publishing every PUBLISH_EVENTS routed events."""
+        """Handle what is queued now (bounded), publishing every PUBLISH_EVENTS routed events;
+        then tell that ingest how far this worker has got (DONE)."""
         out: list[RoutedEntry] = []
         handled = 0
+        done: int | None = None
         while handled < DRAIN_EVENTS:
             try:
                 frames = dealer.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            handled += self.handle(frames, out)
+            events, sent = self.handle(frames, out)
+            handled += events
+            if sent is not None:
+                done = sent
             if len(out) >= PUBLISH_EVENTS:
                 self._publish(out)
                 out = []
@@ -181,6 +188,11 @@ class WorkerService:
             self.counters.values["records_out"] += len(self._records)
             self._pub.send_multipart((TOPIC_RECORD, pack_records(self._records)))
             self._records = []
+        # CREDIT: once per round, after its events are published (wire.py). Again: that
+        # ingest is gone or not yet connected; the next round's DONE says the same and more.
+        if done is not None:
+            with contextlib.suppress(zmq.Again):
+                dealer.send_multipart((DONE, pack_done(done)), zmq.NOBLOCK)
 
     def _publish(self, out: list[RoutedEntry]) -> None:
         """Send routed events as one batch, numbered on from the last (wire.SequenceGaps)."""
@@ -188,17 +200,18 @@ class WorkerService:
         self._next_seq += len(out)
         self._pub.send_multipart((TOPIC_EVENT, batch))
 
-    def handle(self, frames: list[bytes], out: list[RoutedEntry]) -> int:
+    def handle(self, frames: list[bytes], out: list[RoutedEntry]) -> tuple[int, int | None]:
         """Parse and route one message from ingest, each source's batch in turn; append the
-        routed events to ``out``. Returns the number of events the message held."""
+        routed events to ``out``. Returns the number of events the message held and its
+        running total ``sent`` (None for a malformed message: counted as one event)."""
         try:
             if len(frames) != 1:
                 raise WireError(f"expected one frame, got {len(frames)}")
-            items = unpack_work(frames[0])
+            sent, items = unpack_work(frames[0])
         except WireError as exc:
             self.counters.values["wire_errors"] += 1
             self._bad_input.warning("dropping a malformed message from ingest: %s", exc)
-            return 1
+            return 1, None
         handled = 0
         for fields, events in items:
             handled += len(events)
@@ -214,7 +227,7 @@ class WorkerService:
                     self._sources.clear()
                 self._sources[fields] = source
             self._handle_source(source, events, out)
-        return handled
+        return handled, sent
 
     def _handle_source(
         self, source: SourceHeader, events: tuple[bytes, ...], out: list[RoutedEntry]

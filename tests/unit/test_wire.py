@@ -20,6 +20,7 @@ from otszmq.wire import (
     SourceHeader,
     SourceKind,
     pack_disconnect,
+    pack_done,
     pack_inject,
     pack_regroup,
     pack_routed_batch,
@@ -28,6 +29,7 @@ from otszmq.wire import (
     routed_header,
     source_header,
     unpack_disconnect,
+    unpack_done,
     unpack_inject,
     unpack_regroup,
     unpack_routed_batch,
@@ -49,10 +51,26 @@ headers = st.builds(
 )
 
 
-@given(st.lists(st.tuples(sources, events), max_size=4))
-def test_work_round_trips(items):
-    unpacked = unpack_work(pack_work(items))
+@given(st.integers(0, 2**62), st.lists(st.tuples(sources, events), max_size=4))
+def test_work_round_trips(sent, items):
+    got, unpacked = unpack_work(pack_work(sent, items))
+    assert got == sent
     assert [(source_header(fields), list(evs)) for fields, evs in unpacked] == items
+
+
+@given(st.integers(0, 2**62))
+def test_done_round_trips(sent):
+    assert unpack_done(pack_done(sent)) == sent
+
+
+@pytest.mark.parametrize("data", [
+    b"", msgpack.packb(7), msgpack.packb([WIRE_VERSION]), msgpack.packb([WIRE_VERSION, -1]),
+    msgpack.packb([WIRE_VERSION, "7"]), msgpack.packb([WIRE_VERSION, True]),
+    msgpack.packb([WIRE_VERSION - 1, 7]),
+])
+def test_malformed_done_raises_wire_error(data):
+    with pytest.raises(WireError, match="done"):
+        unpack_done(data)
 
 
 @given(texts, st.integers(0, 2**60), st.lists(st.tuples(headers, st.binary(max_size=80))))
@@ -65,10 +83,11 @@ def test_routed_batch_round_trips(worker, first_seq, pairs):
 
 
 @pytest.mark.parametrize("data", [
-    b"", b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([WIRE_VERSION]),
-    msgpack.packb([WIRE_VERSION - 1, []]), msgpack.packb([WIRE_VERSION, "x"]),
-    msgpack.packb([WIRE_VERSION, [[[0], ["not bytes"]]]]),
-    msgpack.packb([WIRE_VERSION, [[[0], [b"e"], "extra"]]]),
+    b"", b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([WIRE_VERSION, 0]),
+    msgpack.packb([WIRE_VERSION - 1, 0, []]), msgpack.packb([WIRE_VERSION, 0, "x"]),
+    msgpack.packb([WIRE_VERSION, -1, []]), msgpack.packb([WIRE_VERSION, "0", []]),
+    msgpack.packb([WIRE_VERSION, 0, [[[0], ["not bytes"]]]]),
+    msgpack.packb([WIRE_VERSION, 0, [[[0], [b"e"], "extra"]]]),
 ])
 def test_malformed_work_raises_wire_error(data):
     with pytest.raises(WireError, match="work"):
@@ -99,8 +118,8 @@ def test_source_header_with_wrong_fields_is_rejected(fields):
 
 @given(st.binary(max_size=64))
 def test_arbitrary_bytes_only_raise_wire_error(data):
-    for unpack in (unpack_work, unpack_routed_batch, unpack_stats, unpack_inject, unpack_regroup,
-                   unpack_disconnect):
+    for unpack in (unpack_work, unpack_done, unpack_routed_batch, unpack_stats, unpack_inject,
+                   unpack_regroup, unpack_disconnect):
         with contextlib.suppress(WireError):
             unpack(data)
 

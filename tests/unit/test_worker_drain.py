@@ -10,11 +10,13 @@ import zmq
 
 from otszmq.store.records import unpack_records
 from otszmq.wire import (
+    DONE,
     TOPIC_EVENT,
     TOPIC_RECORD,
     SourceHeader,
     SourceKind,
     pack_work,
+    unpack_done,
     unpack_routed_batch,
 )
 from otszmq.workers.service import PUBLISH_EVENTS, WorkerConfig, WorkerService
@@ -43,6 +45,8 @@ class Rig:
         self.wakeup_r, self.wakeup_w = os.pipe()
         config = WorkerConfig(name="worker-t", worker_id="wt", stats_interval=60.0, records=True)
         self.worker = WorkerService(config, [self.dealer], self.pub, self.wakeup_r)
+        self.sent = 0  # the running total ingest puts in each work message
+
 
     def send_work(self, sources: int, events_each: int, tag: str = "m") -> None:
         """One message from ingest: `sources` connections with `events_each` SA events each."""
@@ -51,7 +55,17 @@ class Rig:
             header = SourceHeader(SourceKind.EVENT, "ingest-t", conn, f"127.0.0.1:{conn}", "", ())
             events = [sa_event(f"{tag}-{conn}-{n}", f"cs-{conn}-{n}") for n in range(events_each)]
             items.append((header, events))
-        self.ingest.send_multipart((WORKER_IDENTITY, pack_work(items)))
+        self.sent += sources * events_each
+        self.ingest.send_multipart((WORKER_IDENTITY, pack_work(self.sent, items)))
+
+    def dones(self) -> list[int]:
+        """The running totals of the DONEs the worker sent back so far."""
+        dones = []
+        while self.ingest.poll(0 if dones else RECV_TIMEOUT_MS, zmq.POLLIN):
+            identity, kind, body = self.ingest.recv_multipart()
+            assert (identity, kind) == (WORKER_IDENTITY, DONE)
+            dones.append(unpack_done(body))
+        return dones
 
     def wait_queued(self) -> None:
         assert self.dealer.poll(RECV_TIMEOUT_MS, zmq.POLLIN), "work never reached the worker"
@@ -124,3 +138,29 @@ def test_a_short_round_publishes_once(rig: Rig) -> None:
     published = rig.published()
     assert [topic for topic, _ in published] == [TOPIC_EVENT, TOPIC_RECORD]
     assert len(unpack_routed_batch(published[0][1]).events) == 30
+
+
+def test_each_round_reports_done_up_to_its_last_message(rig: Rig) -> None:
+    rig.send_work(2, 10)
+    rig.send_work(1, 5)
+    rig.wait_queued()
+    rig.worker._drain(rig.dealer)
+    assert rig.dones() == [25]  # one DONE per round, for everything it handled
+
+    rig.send_work(1, 3)
+    rig.wait_queued()
+    rig.worker._drain(rig.dealer)
+    assert rig.dones() == [28]
+
+
+def test_a_malformed_message_is_counted_and_reports_no_done(rig: Rig) -> None:
+    rig.ingest.send_multipart((WORKER_IDENTITY, b"\xc1 not msgpack"))
+    rig.wait_queued()
+    rig.worker._drain(rig.dealer)
+    assert rig.worker.counters.values["wire_errors"] == 1
+
+    rig.send_work(1, 4)
+    rig.wait_queued()
+    rig.worker._drain(rig.dealer)
+    # Only the good round's DONE: the malformed one's would have been queued ahead of it.
+    assert rig.dones() == [4]
