@@ -16,6 +16,8 @@ Hops and their frames::
     worker PUB    -> fanout XSUB     [TOPIC_EVENT, routed]
         routed = [WIRE_VERSION, worker, first_seq, [[*RoutedHeader fields, event], ...]]
     worker PUB    -> fanout XSUB     [TOPIC_RECORD, records]     (otszmq.store.records)
+    store  PUB    -> fanout XSUB     [TOPIC_SHED, shed]          (SHED below; workers read it)
+        shed   = [WIRE_VERSION, shedding]   (a bool)
     any   PUB     -> fanout XSUB     [TOPIC_STATS, msgpack map]  (see otszmq.metrics)
     fanout XPUB   -> ingest/store/bridge/stats SUB: the same frames, filtered by topic
     api/bridge PUSH -> ingest 0 PULL   [INJECT_EVENTS, InjectHeader, event, ...]
@@ -64,6 +66,14 @@ event, in the order the worker routed them; ``otszmq.store.records`` documents t
 worker sends one record batch per drain round, right *after* that round's routed batch, so
 routing never waits on it; with no store subscribed, the PUB drops it unsent (ZeroMQ filters by
 topic on the publisher side).
+
+SHED: while the store's queue is full it drops every record frame that arrives, so the workers'
+work of building, packing and forwarding those records (~10 % of a worker's CPU per event, and
+the fan-out's share) is spent for nothing, at the moment routing needs the CPU most. The store
+then says ``[TOPIC_SHED, True]``, again every SHED_REPEAT seconds while it lasts, and
+``[TOPIC_SHED, False]`` once its queue is down to half; a worker builds no records while the
+last word it heard is True and younger than SHED_EXPIRY (a store that died shedding, or a lost
+False, cannot stop the records for longer), counting the events it did not record.
 """
 
 from __future__ import annotations
@@ -79,6 +89,12 @@ WIRE_VERSION = 4
 TOPIC_EVENT = b"E"
 TOPIC_STATS = b"S"
 TOPIC_RECORD = b"R"  # STORE: records for the store stage (see otszmq.store.records)
+TOPIC_SHED = b"Q"  # SHED: the store's queue is full (or no longer)
+
+SHED_REPEAT = 0.5
+"""Seconds between two repeats of the store's ``[TOPIC_SHED, True]`` while it sheds."""
+SHED_EXPIRY = 4 * SHED_REPEAT
+"""Seconds a worker keeps shedding after the last ``True`` it heard."""
 
 INJECT_EVENTS = b"I"
 INJECT_REGROUP = b"G"
@@ -258,6 +274,18 @@ def unpack_done(data: bytes) -> int:
     if not isinstance(sent, int) or isinstance(sent, bool) or sent < 0:
         raise WireError("done: expected an int >= 0")
     return sent
+
+
+def pack_shed(shedding: bool) -> bytes:
+    return msgpack.packb((WIRE_VERSION, shedding))
+
+
+def unpack_shed(data: bytes) -> bool:
+    """Whether the store says it is shedding (see SHED above)."""
+    (shedding,) = _versioned(data, "shed", 1)
+    if not isinstance(shedding, bool):
+        raise WireError("shed: expected a bool")
+    return shedding
 
 
 def source_header(fields: tuple[Any, ...]) -> SourceHeader:

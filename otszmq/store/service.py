@@ -10,6 +10,9 @@ arrived; optionally lingering for a fuller batch), unpacks, checks and writes th
 transaction, and prunes old rows on a schedule, leaving the core for a moment after each
 ``work_slice`` of work (:mod:`otszmq.pacing`: why).
 
+SHED (otszmq.wire): while its queue is full the store tells the workers so, and they stop
+building records for it until it has room again (half its limit).
+
 Shutdown: stop receiving, drain what the SUB socket already holds, then the writer writes
 everything buffered before the process exits.
 """
@@ -33,6 +36,7 @@ from otszmq.store.buffer import Frame, RecordBuffer
 from otszmq.store.priority import lower_priority
 from otszmq.store.records import Record, count_records, decode_record, unpack_records
 from otszmq.store.writer import DatabaseUnavailable, RecordWriter, Retention
+from otszmq.wire import SHED_REPEAT, TOPIC_SHED, pack_shed
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +45,12 @@ RETRY_FIRST: Final = 0.5  # seconds: back-off while the database is unavailable
 RETRY_MAX: Final = 10.0
 STOP_RETRY_WINDOW: Final = 10.0  # at shutdown, keep retrying an unavailable database this long
 DROP_LOG_INTERVAL: Final = 10.0  # seconds between two warnings about dropped records
+SHED_CHECK: Final = 0.05  # seconds between two looks at the queue while shedding
 
 COUNTERS: Final = (
     "records_in", "records_dropped", "records_written", "records_malformed", "records_failed",
     "records_lost", "batches_written", "write_retries", "pruned_points", "pruned_cot",
-    "pruned_chat", "wire_errors",
+    "pruned_chat", "wire_errors", "shed_starts",
 )
 
 
@@ -87,6 +92,10 @@ class StoreService:
         self._writer_failed = False
         self._unlogged_drops = 0
         self._last_drop_log = -DROP_LOG_INTERVAL
+        self._shedding = False
+        self._next_shed_repeat = 0.0
+        self._last_shed_log = -DROP_LOG_INTERVAL
+        self.counters.gauge("shedding", lambda: float(self._shedding))
 
     def request_stop(self) -> None:
         self._stop = True
@@ -103,12 +112,15 @@ class StoreService:
         log.info("%s started", self.config.name)
         try:
             while not self._stop and writer.is_alive():
-                timeout_ms = max(0, int((next_stats - time.monotonic()) * 1000))
-                for sock, _ in poller.poll(timeout_ms):
+                timeout = next_stats - time.monotonic()
+                if self._shedding:  # the queue drains with nothing arriving: look again soon
+                    timeout = min(timeout, SHED_CHECK)
+                for sock, _ in poller.poll(max(0, int(timeout * 1000))):
                     if sock == self._wakeup_fd:
                         os.read(self._wakeup_fd, 512)
                     else:
                         self._drain(DRAIN_BATCH)
+                self._update_shedding(time.monotonic())
                 if time.monotonic() >= next_stats:
                     self._publish_stats()
                     next_stats = time.monotonic() + self.config.stats_interval
@@ -147,6 +159,33 @@ class StoreService:
                 values["records_dropped"] += records
                 self._dropped(records)
         return limit
+
+    def _update_shedding(self, now: float) -> None:
+        """SHED: start when the queue is full, repeat while it lasts, end at half the limit."""
+        depth, limit = len(self.buffer), self.buffer.limit
+        if not self._shedding:
+            if depth < limit:
+                return
+            self._shedding = True
+            self.counters.values["shed_starts"] += 1
+            # Under sustained overload this repeats every few seconds: one line per interval.
+            if now - self._last_shed_log >= DROP_LOG_INTERVAL:
+                log.warning(
+                    "%s: queue full (%d records), the database is behind: the workers build no "
+                    "records until it is down to half (%d times so far)",
+                    self.config.name, depth, self.counters.values["shed_starts"],
+                )
+                self._last_shed_log = now
+        elif depth <= limit // 2:
+            self._shedding = False
+            log.debug("%s: queue down to %d records: the workers store again",
+                      self.config.name, depth)
+            self._stats_pub.send_multipart((TOPIC_SHED, pack_shed(False)))
+            return
+        elif now < self._next_shed_repeat:
+            return
+        self._stats_pub.send_multipart((TOPIC_SHED, pack_shed(True)))
+        self._next_shed_repeat = now + SHED_REPEAT
 
     def _dropped(self, count: int) -> None:
         """Say that the database is falling behind: the first drop, then a tally at most every

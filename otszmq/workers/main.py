@@ -14,6 +14,7 @@ from otszmq.runtime import (
     stop_on_signals,
     wakeup_pipe,
 )
+from otszmq.wire import TOPIC_SHED
 from otszmq.workers.service import WorkerConfig, WorkerService
 
 
@@ -30,6 +31,12 @@ def run(settings: Settings) -> int:
     dealers: list[zmq.Socket[bytes]] = []
     # Linger so that routed events still in the PUB queue reach the fan-out on exit.
     pub = make_socket(context, zmq.PUB, linger_ms=1000, hwm=hwm)
+    sockets = [pub]
+    shed_sub: zmq.Socket[bytes] | None = None
+    if settings.store:  # SHED (otszmq.wire): the store says when it would drop our records
+        shed_sub = make_socket(context, zmq.SUB, linger_ms=0, hwm=hwm)
+        shed_sub.setsockopt(zmq.SUBSCRIBE, TOPIC_SHED)
+        sockets.append(shed_sub)
     with wakeup_pipe() as wake_r:
         try:
             for endpoint in settings.worker_connects:
@@ -40,12 +47,14 @@ def run(settings: Settings) -> int:
                 dealer.connect(endpoint)
                 dealers.append(dealer)
             pub.connect(settings.fanout_in_endpoint)
-            service = WorkerService(config, dealers, pub, wake_r)
+            if shed_sub is not None:
+                shed_sub.connect(settings.fanout_out_endpoint)
+            service = WorkerService(config, dealers, pub, wake_r, shed_sub)
             stop_on_signals(service.request_stop)
             report_ready(settings)
             service.run()
         finally:
-            for sock in (*dealers, pub):
+            for sock in (*dealers, *sockets):
                 sock.close()
             context.term()
     return 0

@@ -1,8 +1,9 @@
 """The worker stage: parse each event once, decide its route, publish it.
 
 A worker holds one DEALER per ingest process (a DEALER round-robins its sends
-across peers, and every ingest must hear this worker's heartbeats) and one PUB
-into the fan-out. It needs no event loop: a blocking ``zmq.Poller`` over its
+across peers, and every ingest must hear this worker's heartbeats), one PUB
+into the fan-out and, with a store, one SUB for the store's SHED word
+(otszmq.wire). It needs no event loop: a blocking ``zmq.Poller`` over its
 sockets plus a signal wake-up fd.
 """
 
@@ -23,6 +24,7 @@ from otszmq.wire import (
     DONE,
     HEARTBEAT_INTERVAL,
     HELLO,
+    SHED_EXPIRY,
     TOPIC_EVENT,
     TOPIC_RECORD,
     RoutedEntry,
@@ -33,6 +35,7 @@ from otszmq.wire import (
     pack_done,
     pack_routed_batch,
     source_header,
+    unpack_shed,
     unpack_work,
 )
 from otszmq.workers.cot import CotEvent, CotParser
@@ -104,7 +107,9 @@ class WorkerService:
         dealers: list[zmq.Socket[bytes]],
         pub: zmq.Socket[bytes],
         wakeup_fd: int,
+        shed_sub: zmq.Socket[bytes] | None = None,
     ) -> None:
+        """``shed_sub`` receives the store's ``[TOPIC_SHED, shed]`` (None: no store)."""
         self.config = config
         self._dealers = dealers
         self._pub = pub
@@ -119,10 +124,12 @@ class WorkerService:
         self.counters = Counters()
         self.counters.preset(
             "events_in", "events_routed", "parse_errors", "wire_errors", "dropped_ping",
-            "dropped_protocol_negotiation", "probes", "records_out",
+            "dropped_protocol_negotiation", "probes", "records_out", "events_not_stored",
         )
         # STORE: records of this drain round for the store stage (see _drain).
         self._records: list[tuple[object, ...]] = []
+        self._shed_sub = shed_sub
+        self._shed_until = 0.0  # SHED: build no records before this (monotonic) time
         self._stop = False
 
     def request_stop(self) -> None:
@@ -133,6 +140,8 @@ class WorkerService:
         for dealer in self._dealers:
             poller.register(dealer, zmq.POLLIN)
         poller.register(self._wakeup_fd, zmq.POLLIN)
+        if self._shed_sub is not None:
+            poller.register(self._shed_sub, zmq.POLLIN)
         self._hello()
         next_hello = time.monotonic() + HEARTBEAT_INTERVAL
         next_stats = time.monotonic()
@@ -142,6 +151,8 @@ class WorkerService:
             for sock, _ in poller.poll(timeout_ms):
                 if sock == self._wakeup_fd:
                     os.read(self._wakeup_fd, 512)
+                elif sock is self._shed_sub:
+                    self.read_shed()
                 else:
                     self._drain(sock)
             now = time.monotonic()
@@ -152,6 +163,24 @@ class WorkerService:
                 publish_stats(self._pub, self.config.name, "worker", self.counters)
                 next_stats = now + self.config.stats_interval
         log.info("%s stopping", self.config.name)
+
+    def read_shed(self) -> None:
+        """Take in what the store said about its queue (SHED in otszmq.wire); the last word wins."""
+        sub = self._shed_sub
+        while sub is not None:
+            try:
+                frames = sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                if len(frames) != 2:
+                    raise WireError(f"expected [topic, shed], got {len(frames)} frames")
+                shedding = unpack_shed(frames[1])
+            except WireError as exc:
+                self.counters.values["wire_errors"] += 1
+                self._bad_input.warning("ignoring a malformed word from the store: %s", exc)
+                continue
+            self._shed_until = time.monotonic() + SHED_EXPIRY if shedding else 0.0
 
     def _hello(self) -> None:
         name = self.config.name.encode()
@@ -241,6 +270,10 @@ class WorkerService:
         counters["events_in"] += len(events)
         parse = self._parser.parse
         records = self._records if self.config.records else None
+        # SHED: the store would drop these records unread; building them would cost routing.
+        if records is not None and self._shed_until and time.monotonic() < self._shed_until:
+            counters["events_not_stored"] += len(events)
+            records = None
         for payload in events:
             try:
                 event = parse(payload)

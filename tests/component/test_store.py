@@ -42,7 +42,7 @@ from otszmq.store.models import (
 from otszmq.store.records import RecordFields, pack_records, record_from_event
 from otszmq.store.service import StoreConfig, StoreService
 from otszmq.store.writer import RecordWriter, Retention
-from otszmq.wire import TOPIC_RECORD, TOPIC_STATS
+from otszmq.wire import TOPIC_RECORD, TOPIC_SHED, TOPIC_STATS, unpack_shed
 from otszmq.workers.cot import parse_event
 from tests.store_support import (
     BACKENDS,
@@ -334,6 +334,35 @@ def test_overflow_is_dropped_counted_and_logged(url, tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records if "not keeping up" in r.getMessage()]
     assert warnings == ["store-test: the database is not keeping up: 5 records dropped (queue "
                         "limit 10; 5 dropped in all)"]
+
+
+def test_a_full_queue_tells_the_workers_to_shed_until_it_is_down_to_half(url, tmp_path):
+    # The writer lingers FLUSH s for a fuller batch: until then the queue stays full, and the
+    # store keeps repeating that it sheds; once it writes, the queue is empty and it says so.
+    flush = 2.0
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    words = context.socket(zmq.SUB)  # where the fan-out would take the store's word
+    words.setsockopt(zmq.LINGER, 0)
+    words.setsockopt(zmq.SUBSCRIBE, TOPIC_SHED)
+    words.bind(f"ipc://{tmp_path / 'in.ipc'}")
+    try:
+        with harness(url, tmp_path, queue_limit=10, flush_interval=flush) as store:
+            store.send([sa_fields(i) for i in range(15)])  # passes the limit: kept, queue full
+            said: list[bool] = []
+            give_up = time.monotonic() + flush + 10  # the True repeats: bound the wait for False
+            while (not said or said[-1]) and time.monotonic() < give_up:
+                assert words.poll(int((flush + 5) * 1000), zmq.POLLIN), f"store said only {said}"
+                topic, body = words.recv_multipart()
+                assert topic == TOPIC_SHED
+                said.append(unpack_shed(body))
+            assert said[0] is True and said[-1] is False
+            # The queue is down once the writer has taken the records, before it writes them.
+            wait_until("records written", lambda: store.counters["records_written"] == 15)
+            assert store.counters["shed_starts"] == 1
+            assert store.service.counters.snapshot()["gauges"]["shedding"] == 0.0
+    finally:
+        words.close()
+        context.term()
 
 
 def test_a_frame_larger_than_a_batch_is_written_in_batches(url, tmp_path):

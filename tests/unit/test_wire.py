@@ -24,6 +24,7 @@ from otszmq.wire import (
     pack_inject,
     pack_regroup,
     pack_routed_batch,
+    pack_shed,
     pack_stats,
     pack_work,
     routed_header,
@@ -33,6 +34,7 @@ from otszmq.wire import (
     unpack_inject,
     unpack_regroup,
     unpack_routed_batch,
+    unpack_shed,
     unpack_stats,
     unpack_work,
 )
@@ -71,6 +73,21 @@ def test_done_round_trips(sent):
 def test_malformed_done_raises_wire_error(data):
     with pytest.raises(WireError, match="done"):
         unpack_done(data)
+
+
+@pytest.mark.parametrize("shedding", [True, False])
+def test_shed_round_trips(shedding):
+    assert unpack_shed(pack_shed(shedding)) is shedding
+
+
+@pytest.mark.parametrize("data", [
+    b"", msgpack.packb(True), msgpack.packb([WIRE_VERSION]), msgpack.packb([WIRE_VERSION, 1]),
+    msgpack.packb([WIRE_VERSION, "yes"]), msgpack.packb([WIRE_VERSION, True, False]),
+    msgpack.packb([WIRE_VERSION - 1, True]),
+])
+def test_malformed_shed_raises_wire_error(data):
+    with pytest.raises(WireError, match="shed"):
+        unpack_shed(data)
 
 
 @given(texts, st.integers(0, 2**60), st.lists(st.tuples(headers, st.binary(max_size=80))))
@@ -119,7 +136,7 @@ def test_source_header_with_wrong_fields_is_rejected(fields):
 @given(st.binary(max_size=64))
 def test_arbitrary_bytes_only_raise_wire_error(data):
     for unpack in (unpack_work, unpack_done, unpack_routed_batch, unpack_stats, unpack_inject,
-                   unpack_regroup, unpack_disconnect):
+                   unpack_regroup, unpack_disconnect, unpack_shed):
         with contextlib.suppress(WireError):
             unpack(data)
 

@@ -1,4 +1,5 @@
-"""A worker's drain round: routed events go out in bounded batches, then the round's records."""
+"""A worker's drain round: routed events go out in bounded batches, then the round's records;
+none while the store says it sheds (SHED in otszmq.wire)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from otszmq.wire import (
     DONE,
     TOPIC_EVENT,
     TOPIC_RECORD,
+    TOPIC_SHED,
     SourceHeader,
     SourceKind,
+    pack_shed,
     pack_work,
     unpack_done,
     unpack_routed_batch,
 )
+from otszmq.workers import service as worker_service
 from otszmq.workers.service import PUBLISH_EVENTS, WorkerConfig, WorkerService
 from tests.support import sa_event
 
@@ -28,7 +32,7 @@ RECV_TIMEOUT_MS = 2000
 
 class Rig:
     """A WorkerService wired to in-process sockets: a ROUTER standing in for ingest, a SUB for
-    what it publishes."""
+    what it publishes, an XPUB standing in for the store's SHED word."""
 
     def __init__(self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> None:
         self.ingest = context.socket(zmq.ROUTER)
@@ -42,9 +46,14 @@ class Rig:
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.setsockopt(zmq.RCVTIMEO, RECV_TIMEOUT_MS)
         self.sub.connect(f"{endpoint}-out")
+        self.store = context.socket(zmq.XPUB)
+        self.store.bind(f"{endpoint}-shed")
+        self.shed = context.socket(zmq.SUB)
+        self.shed.setsockopt(zmq.SUBSCRIBE, TOPIC_SHED)
+        self.shed.connect(f"{endpoint}-shed")
         self.wakeup_r, self.wakeup_w = os.pipe()
         config = WorkerConfig(name="worker-t", worker_id="wt", stats_interval=60.0, records=True)
-        self.worker = WorkerService(config, [self.dealer], self.pub, self.wakeup_r)
+        self.worker = WorkerService(config, [self.dealer], self.pub, self.wakeup_r, self.shed)
         self.sent = 0  # the running total ingest puts in each work message
 
 
@@ -78,8 +87,21 @@ class Rig:
             messages.append((topic, body))
         return messages
 
+    def say_shed(self, body: bytes) -> None:
+        """The store's word reaches the worker, which takes it in (as its poll loop does)."""
+        self.store.send_multipart((TOPIC_SHED, body))
+        assert self.shed.poll(RECV_TIMEOUT_MS, zmq.POLLIN), "the shed word never arrived"
+        self.worker.read_shed()
+
+    def round_topics(self, sources: int, events_each: int) -> list[bytes]:
+        """One message from ingest, one drain round: the topics it published, in order."""
+        self.send_work(sources, events_each)
+        self.wait_queued()
+        self.worker._drain(self.dealer)
+        return [topic for topic, _ in self.published()]
+
     def close(self) -> None:
-        for sock in (self.ingest, self.dealer, self.pub, self.sub):
+        for sock in (self.ingest, self.dealer, self.pub, self.sub, self.store, self.shed):
             sock.close(linger=0)
         os.close(self.wakeup_r)
         os.close(self.wakeup_w)
@@ -95,6 +117,8 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
         made.pub.send_multipart((b"hello", b""))
     while made.sub.poll(50, zmq.POLLIN):
         made.sub.recv_multipart()
+    assert made.store.poll(RECV_TIMEOUT_MS, zmq.POLLIN), "the worker never subscribed to SHED"
+    assert made.store.recv() == b"\x01" + TOPIC_SHED
     yield made
     made.close()
     context.term()
@@ -164,3 +188,40 @@ def test_a_malformed_message_is_counted_and_reports_no_done(rig: Rig) -> None:
     rig.worker._drain(rig.dealer)
     # Only the good round's DONE: the malformed one's would have been queued ahead of it.
     assert rig.dones() == [4]
+
+
+def test_no_records_are_built_while_the_store_sheds_and_they_return_when_it_stops(
+    rig: Rig,
+) -> None:
+    rig.say_shed(pack_shed(True))
+    rig.send_work(2, 10)
+    rig.wait_queued()
+    rig.worker._drain(rig.dealer)
+
+    published = rig.published()
+    assert [topic for topic, _ in published] == [TOPIC_EVENT]  # routed as ever, no records
+    assert len(unpack_routed_batch(published[0][1]).events) == 20
+    assert rig.worker.counters.values["events_not_stored"] == 20
+    assert rig.worker.counters.values["records_out"] == 0
+
+    rig.say_shed(pack_shed(False))
+    assert rig.round_topics(1, 5) == [TOPIC_EVENT, TOPIC_RECORD]
+    assert rig.worker.counters.values["records_out"] == 5
+    assert rig.worker.counters.values["events_not_stored"] == 20
+
+
+def test_shedding_ends_by_itself_when_the_store_stops_repeating_it(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store that died while shedding never says False: the word expires instead.
+    monkeypatch.setattr(worker_service, "SHED_EXPIRY", 0.0)
+    rig.say_shed(pack_shed(True))
+    assert rig.round_topics(1, 5) == [TOPIC_EVENT, TOPIC_RECORD]
+    assert rig.worker.counters.values["events_not_stored"] == 0
+
+
+@pytest.mark.parametrize("body", [b"\xc1 not msgpack", pack_work(0, []), b"\x92\x04\x01"])
+def test_a_malformed_shed_word_is_counted_and_changes_nothing(rig: Rig, body: bytes) -> None:
+    rig.say_shed(body)
+    assert rig.worker.counters.values["wire_errors"] == 1
+    assert rig.round_topics(1, 3) == [TOPIC_EVENT, TOPIC_RECORD]
