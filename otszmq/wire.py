@@ -19,7 +19,7 @@ Hops and their frames::
     store  PUB    -> fanout XSUB     [TOPIC_SHED, shed]          (SHED below; workers read it)
         shed   = [WIRE_VERSION, shedding]   (a bool)
     any   PUB     -> fanout XSUB     [TOPIC_STATS, msgpack map]  (see otszmq.metrics)
-    fanout XPUB   -> ingest/store/bridge/stats SUB: the same frames, filtered by topic
+    fanout XPUB   -> ingest/store/bridge/stats/worker SUB: the same frames, filtered by topic
     api/bridge PUSH -> ingest 0 PULL   [INJECT_EVENTS, InjectHeader, event, ...]
     api/bridge PUSH -> ingest 0 PULL   [INJECT_REGROUP, Regroup]
     api        PUSH -> ingest 0 PULL   [INJECT_DISCONNECT, Disconnect]
