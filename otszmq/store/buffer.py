@@ -41,10 +41,15 @@ class RecordBuffer:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def full(self) -> bool:
+        """Whether an arriving frame would be dropped now."""
+        return self._records >= self.limit
+
     def put(self, frame: bytes, count: int) -> bool:
         """Queue a frame of ``count`` records; False when it was dropped (the caller counts)."""
         with self._ready:
-            if self._records >= self.limit:
+            if self.full:
                 return False
             self._frames.append((frame, count))
             self._records += count

@@ -162,30 +162,27 @@ class StoreService:
 
     def _update_shedding(self, now: float) -> None:
         """SHED: start when the queue is full, repeat while it lasts, end at half the limit."""
-        depth, limit = len(self.buffer), self.buffer.limit
-        if not self._shedding:
-            if depth < limit:
-                return
+        buffer = self.buffer
+        if not self._shedding and buffer.full:
             self._shedding = True
+            self._next_shed_repeat = now  # say it at once
             self.counters.values["shed_starts"] += 1
             # Under sustained overload this repeats every few seconds: one line per interval.
             if now - self._last_shed_log >= DROP_LOG_INTERVAL:
                 log.warning(
                     "%s: queue full (%d records), the database is behind: the workers build no "
                     "records until it is down to half (%d times so far)",
-                    self.config.name, depth, self.counters.values["shed_starts"],
+                    self.config.name, len(buffer), self.counters.values["shed_starts"],
                 )
                 self._last_shed_log = now
-        elif depth <= limit // 2:
+        elif self._shedding and len(buffer) <= buffer.limit // 2:
             self._shedding = False
             log.debug("%s: queue down to %d records: the workers store again",
-                      self.config.name, depth)
+                      self.config.name, len(buffer))
             self._stats_pub.send_multipart((TOPIC_SHED, pack_shed(False)))
-            return
-        elif now < self._next_shed_repeat:
-            return
-        self._stats_pub.send_multipart((TOPIC_SHED, pack_shed(True)))
-        self._next_shed_repeat = now + SHED_REPEAT
+        if self._shedding and now >= self._next_shed_repeat:
+            self._stats_pub.send_multipart((TOPIC_SHED, pack_shed(True)))
+            self._next_shed_repeat = now + SHED_REPEAT
 
     def _dropped(self, count: int) -> None:
         """Say that the database is falling behind: the first drop, then a tally at most every

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import msgpack
 import pytest
 import zmq
 
@@ -15,6 +16,7 @@ from otszmq.wire import (
     TOPIC_EVENT,
     TOPIC_RECORD,
     TOPIC_SHED,
+    WIRE_VERSION,
     SourceHeader,
     SourceKind,
     pack_shed,
@@ -220,7 +222,9 @@ def test_shedding_ends_by_itself_when_the_store_stops_repeating_it(
     assert rig.worker.counters.values["events_not_stored"] == 0
 
 
-@pytest.mark.parametrize("body", [b"\xc1 not msgpack", pack_work(0, []), b"\x92\x04\x01"])
+@pytest.mark.parametrize(
+    "body", [b"\xc1 not msgpack", pack_work(0, []), msgpack.packb((WIRE_VERSION, 1))]
+)
 def test_a_malformed_shed_word_is_counted_and_changes_nothing(rig: Rig, body: bytes) -> None:
     rig.say_shed(body)
     assert rig.worker.counters.values["wire_errors"] == 1
