@@ -35,7 +35,16 @@ from typing import Any
 
 from benchmarks import procstat, report, servers
 from benchmarks.scenarios import SCENARIOS
-from benchmarks.suiteplan import Job, Setting, SuiteConfig, jobs_for, run_job, scaling_settings
+from benchmarks.suiteplan import (
+    RAMP_MAX_STEPS,
+    RAMP_PRECISION,
+    Job,
+    Setting,
+    SuiteConfig,
+    jobs_for,
+    run_job,
+    scaling_settings,
+)
 
 Json = dict[str, Any]
 
@@ -82,8 +91,9 @@ def parse_args(argv: list[str]) -> tuple[SuiteConfig, argparse.Namespace]:
     add("--idle-clients", type=_ints, default=(5000,), help="idle-hold connection counts")
     add("--duration", type=float, default=3.0, help="measured window of each ramp step, s")
     add("--warmup", type=float, default=1.0, help="warm-up of each ramp step, s")
-    add("--max-steps", type=int, default=8, help="ramp steps (plus one at half rate)")
-    add("--precision", type=float, default=0.15, help="ramp bisection precision")
+    add("--max-steps", type=int, default=RAMP_MAX_STEPS,
+        help="rates tried per ramp (a failed one is tried twice; plus the steps at half rate)")
+    add("--precision", type=float, default=RAMP_PRECISION, help="ramp bisection precision")
     add("--takserver-duration", type=float, default=20.0, help="takserver window, s")
     add("--idle-hold", type=float, default=5.0, help="idle-hold: hold before measuring, s")
     add("--no-scaling", action="store_true", help="skip the otszmq scaling runs")

@@ -32,6 +32,13 @@ STDERR_TAIL = 30
 QUICK_RATE_DIVISOR = 10.0
 
 
+# NOTE: finer than the tightest target judged from two ramps (store on within 10% of off): each
+# max rate is up to `precision` below the true one, so a ratio of two is off by as much. One more
+# rate per ramp than 15% needed, hence one more step.
+RAMP_PRECISION = 0.05
+RAMP_MAX_STEPS = 9
+
+
 @dataclass(frozen=True, slots=True)
 class SuiteConfig:
     scenarios: tuple[str, ...]
@@ -43,8 +50,8 @@ class SuiteConfig:
     clients: dict[str, tuple[int, ...]] = field(default_factory=dict)
     duration: float = 3.0
     warmup: float = 1.0
-    max_steps: int = 8
-    precision: float = 0.15
+    max_steps: int = RAMP_MAX_STEPS
+    precision: float = RAMP_PRECISION
     takserver_duration: float = 20.0
     idle_hold: float = 5.0
     scaling: bool = True
