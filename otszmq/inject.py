@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import zmq
 
+from otszmq.logthrottle import LogThrottle
 from otszmq.wire import (
     INJECT_DISCONNECT,
     INJECT_EVENTS,
@@ -37,8 +38,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HWM = 10_000
 """Messages queued toward ingest while it is slow or restarting, then sends are refused."""
-DROP_LOG_INTERVAL = 10.0
-"""Seconds between two warnings about refused sends."""
 
 FIRST_CONNECT_WAIT_MS = 1000
 """How long the first send of a process waits for the connection to ingest to come up."""
@@ -58,8 +57,8 @@ class Injector:
         self._hwm = hwm
         self._lock = threading.Lock()
         self.dropped = 0  # sends refused (no ingest, or its queue full), for the caller's counters
-        self._unlogged = 0
-        self._last_log = -DROP_LOG_INTERVAL
+        # A busy bridge would otherwise log a line per event while ingest restarts.
+        self._drop_log = LogThrottle()
         self._pid = 0
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._socket: zmq.Socket[bytes] | None = None
@@ -122,14 +121,12 @@ class Injector:
         return True
 
     def _dropped(self, now: float) -> None:
-        """Count a refused send; log the first, then a tally at most every DROP_LOG_INTERVAL
-        (a busy bridge would otherwise log a line per event while ingest restarts)."""
+        """Count a refused send; say so now and then (otszmq.logthrottle)."""
         self.dropped += 1
-        self._unlogged += 1
-        if now - self._last_log >= DROP_LOG_INTERVAL:
+        unlogged = self._drop_log.allow(now=now)
+        if unlogged:
             log.warning("%s: no ingest accepting at %s: %d message(s) dropped (%d in all)",
-                        self.source, self.endpoint, self._unlogged, self.dropped)
-            self._last_log, self._unlogged = now, 0
+                        self.source, self.endpoint, unlogged, self.dropped)
 
     def close(self) -> None:
         with self._lock:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -49,6 +48,7 @@ from otszmq.bridge.mirror import MirrorPlan, Publication
 from otszmq.bridge.outbox import Outbox
 from otszmq.bridge.topology import Topology
 from otszmq.errors import BridgeError
+from otszmq.logthrottle import LogThrottle
 from otszmq.metrics import Counters
 from otszmq.wire import RoutedHeader
 
@@ -86,26 +86,6 @@ class Attachment(Protocol):
     def on_routed(self, header: RoutedHeader, event: bytes) -> None: ...
 
 
-class ThrottledWarning:
-    """One warning per ``window`` seconds, then a tally: a flood of bad messages from the broker
-    must not become a flood of log lines (every one is counted all the same)."""
-
-    def __init__(self, window: float = 10.0) -> None:
-        self._window = window
-        self._next = 0.0
-        self._suppressed = 0
-
-    def __call__(self, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            self._suppressed += 1
-            return
-        if self._suppressed:
-            log.warning("%d more malformed AMQP messages dropped", self._suppressed)
-        log.warning(message, *args)
-        self._next, self._suppressed = now + self._window, 0
-
-
 def redact(url: str) -> str:
     """The URL without its password, for logs and errors."""
     scheme, sep, rest = url.partition("://")
@@ -141,7 +121,8 @@ class AmqpLink:
         self._max_event_size = max_event_size
         self._attachments = tuple(attachments)
         self.connected = False
-        self._warn = ThrottledWarning()
+        # A flood of bad messages from the broker must not become a flood of log lines.
+        self._malformed_log = LogThrottle()
         self.first_attempt = asyncio.Event()
         """Set once the first connect has succeeded (topology declared) or failed."""
 
@@ -295,7 +276,7 @@ class AmqpLink:
             injection = decode_inbound(message.body, self._inbound_groups, self._max_event_size)
         except MalformedMessage as exc:
             values["amqp_malformed"] += 1
-            self._warn("dropping a malformed message from %s: %s",
+            self._malformed_log.warning(log, "dropping a malformed message from %s: %s",
                        self.topology.inbound_queue, exc)
         else:
             self._hand_over(injection)
@@ -310,7 +291,7 @@ class AmqpLink:
             )
         except MalformedMessage as exc:
             values["amqp_malformed"] += 1
-            self._warn("dropping a malformed federation message: %s", exc)
+            self._malformed_log.warning(log, "dropping a malformed federation message: %s", exc)
         else:
             if isinstance(decoded, Skip):
                 values["federation_" + decoded.reason] += 1

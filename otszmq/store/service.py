@@ -31,6 +31,7 @@ from typing import Final
 import zmq
 
 from otszmq.errors import StoreError
+from otszmq.logthrottle import LogThrottle
 from otszmq.metrics import Counters, publish_stats
 from otszmq.store.buffer import Frame, RecordBuffer
 from otszmq.store.priority import lower_priority
@@ -44,7 +45,6 @@ DRAIN_BATCH: Final = 500  # SUB messages (record batches) per main-loop turn
 RETRY_FIRST: Final = 0.5  # seconds: back-off while the database is unavailable
 RETRY_MAX: Final = 10.0
 STOP_RETRY_WINDOW: Final = 10.0  # at shutdown, keep retrying an unavailable database this long
-DROP_LOG_INTERVAL: Final = 10.0  # seconds between two warnings about dropped records
 SHED_CHECK: Final = 0.05  # seconds between two looks at the queue while shedding
 
 COUNTERS: Final = (
@@ -90,11 +90,12 @@ class StoreService:
         self.counters.gauge("queue_depth", lambda: float(len(self.buffer)))
         self._stop = False
         self._writer_failed = False
-        self._unlogged_drops = 0
-        self._last_drop_log = -DROP_LOG_INTERVAL
+        # Under overload records are dropped, and SHED starts, every few seconds or more often:
+        # a line per interval says so (otszmq.logthrottle).
+        self._drop_log = LogThrottle()
         self._shedding = False
         self._next_shed_repeat = 0.0
-        self._last_shed_log = -DROP_LOG_INTERVAL
+        self._shed_log = LogThrottle()
         self.counters.gauge("shedding", lambda: float(self._shedding))
 
     def request_stop(self) -> None:
@@ -167,14 +168,12 @@ class StoreService:
             self._shedding = True
             self._next_shed_repeat = now  # say it at once
             self.counters.values["shed_starts"] += 1
-            # Under sustained overload this repeats every few seconds: one line per interval.
-            if now - self._last_shed_log >= DROP_LOG_INTERVAL:
+            if self._shed_log.allow(now=now):
                 log.warning(
                     "%s: queue full (%d records), the database is behind: the workers build no "
                     "records until it is down to half (%d times so far)",
                     self.config.name, len(buffer), self.counters.values["shed_starts"],
                 )
-                self._last_shed_log = now
         elif self._shedding and len(buffer) <= buffer.limit // 2:
             self._shedding = False
             log.debug("%s: queue down to %d records: the workers store again",
@@ -185,17 +184,14 @@ class StoreService:
             self._next_shed_repeat = now + SHED_REPEAT
 
     def _dropped(self, count: int) -> None:
-        """Say that the database is falling behind: the first drop, then a tally at most every
-        DROP_LOG_INTERVAL (under overload a line per message would flood the log)."""
-        self._unlogged_drops += count
-        now = time.monotonic()
-        if now - self._last_drop_log >= DROP_LOG_INTERVAL:
+        """Say that the database is falling behind: the first drop, then a tally now and then."""
+        unlogged = self._drop_log.allow(count)
+        if unlogged:
             log.warning(
                 "%s: the database is not keeping up: %d records dropped (queue limit %d; "
-                "%d dropped in all)", self.config.name, self._unlogged_drops,
+                "%d dropped in all)", self.config.name, unlogged,
                 self.buffer.limit, self.counters.values["records_dropped"],
             )
-            self._last_drop_log, self._unlogged_drops = now, 0
 
     def _publish_stats(self) -> None:
         publish_stats(self._stats_pub, self.config.name, "store", self.counters)

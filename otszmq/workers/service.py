@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import zmq
 
 from otszmq.errors import CotParseError, WireError
+from otszmq.logthrottle import LogThrottle
 from otszmq.metrics import Counters, publish_stats
 from otszmq.store.records import pack_records, record_from_event
 from otszmq.wire import (
@@ -57,8 +58,8 @@ fallen behind drains DRAIN_EVENTS at ~20-40 µs each: published once per round, 
 events waited 20-40 ms more; this bound caps that wait at a few ms."""
 SOURCE_CACHE_LIMIT = 10_000
 """Checked source headers kept (one per live connection and identity); cleared when full."""
-LOG_BURST = 20
-LOG_WINDOW = 10.0
+BAD_INPUT_LOG_BURST = 20
+"""Lines about malformed input per 10 s (each names its error); the rest are counted only."""
 
 
 @dataclass(frozen=True)
@@ -79,27 +80,6 @@ def routed_entry(source: SourceHeader, decision: Decision, event: CotEvent) -> R
     )
 
 
-class RateLimitedLog:
-    """Log each bad input once, but at most LOG_BURST lines per window, then a tally."""
-
-    def __init__(self) -> None:
-        self._window_start = 0.0
-        self._logged = 0
-        self._suppressed = 0
-
-    def warning(self, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._window_start > LOG_WINDOW:
-            if self._suppressed:
-                log.warning("%d more bad-input messages suppressed", self._suppressed)
-            self._window_start, self._logged, self._suppressed = now, 0, 0
-        if self._logged < LOG_BURST:
-            self._logged += 1
-            log.warning(message, *args)
-        else:
-            self._suppressed += 1
-
-
 class WorkerService:
     def __init__(
         self,
@@ -118,7 +98,7 @@ class WorkerService:
         # Source fields as received -> checked SourceHeader: a connection sends the same fields
         # until its identity changes, so each is checked once.
         self._sources: dict[tuple[object, ...], SourceHeader] = {}
-        self._bad_input = RateLimitedLog()
+        self._bad_input = LogThrottle(burst=BAD_INPUT_LOG_BURST)
         # One parser for the life of the process: building one costs ~20% of a parse.
         self._parser = CotParser()
         self.counters = Counters()
@@ -178,7 +158,7 @@ class WorkerService:
                 shedding = unpack_shed(frames[1])
             except WireError as exc:
                 self.counters.values["wire_errors"] += 1
-                self._bad_input.warning("ignoring a malformed word from the store: %s", exc)
+                self._bad_input.warning(log, "ignoring a malformed word from the store: %s", exc)
                 continue
             self._shed_until = time.monotonic() + SHED_EXPIRY if shedding else 0.0
 
@@ -239,7 +219,7 @@ class WorkerService:
             sent, items = unpack_work(frames[0])
         except WireError as exc:
             self.counters.values["wire_errors"] += 1
-            self._bad_input.warning("dropping a malformed message from ingest: %s", exc)
+            self._bad_input.warning(log, "dropping a malformed message from ingest: %s", exc)
             return 1, None
         handled = 0
         for fields, events in items:
@@ -250,7 +230,7 @@ class WorkerService:
                     source = source_header(fields)
                 except WireError as exc:
                     self.counters.values["wire_errors"] += 1
-                    self._bad_input.warning("dropping a malformed batch from ingest: %s", exc)
+                    self._bad_input.warning(log, "dropping a malformed batch from ingest: %s", exc)
                     continue
                 if len(self._sources) >= SOURCE_CACHE_LIMIT:
                     self._sources.clear()
@@ -279,7 +259,9 @@ class WorkerService:
                 event = parse(payload)
             except CotParseError as exc:
                 counters["parse_errors"] += 1
-                self._bad_input.warning("dropping a malformed event from %s: %s", source.peer, exc)
+                self._bad_input.warning(
+                    log, "dropping a malformed event from %s: %s", source.peer, exc
+                )
                 continue
             decision = route(event, source)
             if decision.drop_reason:
