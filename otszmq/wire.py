@@ -16,6 +16,7 @@ Hops and their frames::
     worker PUB    -> fanout XSUB     [TOPIC_EVENT, routed]
         routed = [WIRE_VERSION, worker, first_seq, [[*RoutedHeader fields, event], ...]]
     worker PUB    -> fanout XSUB     [TOPIC_RECORD, records]     (otszmq.store.records)
+    worker PUB    -> fanout XSUB     [TOPIC_RECORD_KEPT, records]   (SHED below)
     store  PUB    -> fanout XSUB     [TOPIC_SHED, shed]          (SHED below; workers read it)
         shed   = [WIRE_VERSION, shedding]   (a bool)
     any   PUB     -> fanout XSUB     [TOPIC_STATS, msgpack map]  (see otszmq.metrics)
@@ -73,7 +74,12 @@ the fan-out's share) is spent for nothing, at the moment routing needs the CPU m
 then says ``[TOPIC_SHED, True]``, again every SHED_REPEAT seconds while it lasts, and
 ``[TOPIC_SHED, False]`` once its queue is down to half; a worker builds no records while the
 last word it heard is True and younger than SHED_EXPIRY (a store that died shedding, or a lost
-False, cannot stop the records for longer), counting the events it did not record.
+False, cannot stop the records for longer), counting the events it did not record. What people
+write by hand is rare and not made up for by the next report (a chat message, an alert, a 9-line:
+``otszmq.store.records.KEPT_WHILE_SHEDDING``): a worker still records those, and a round's
+records built only while shedding go as ``[TOPIC_RECORD_KEPT, records]``, which the store takes
+past its limit (up to otszmq.store.buffer.KEPT_ROOM times it). Position reports and feeds, the
+bulk of an overload, are what is shed.
 """
 
 from __future__ import annotations
@@ -89,6 +95,9 @@ WIRE_VERSION = 4
 TOPIC_EVENT = b"E"
 TOPIC_STATS = b"S"
 TOPIC_RECORD = b"R"  # STORE: records for the store stage (see otszmq.store.records)
+# SHED: records built while shedding (only kinds kept then). Starts with TOPIC_RECORD, so the
+# store's one subscription receives both.
+TOPIC_RECORD_KEPT = b"RK"
 TOPIC_SHED = b"Q"  # SHED: the store's queue is full (or no longer)
 
 SHED_REPEAT = 0.5

@@ -8,7 +8,9 @@ Overflow policy: drop-and-count, a frame at a time. While fewer than ``limit`` r
 frame is taken whole, even one that passes the limit (by at most its own records: one worker's
 drain round); once ``limit`` or more wait, each arriving frame is dropped whole, at once, and
 counted by the caller. So the receiver keeps draining the fan-out, memory stays bounded, and
-routing never notices the database either way.
+routing never notices the database either way. A *kept* frame (otszmq.wire: SHED, records of
+the kinds workers still build while the store sheds) is taken until KEPT_ROOM times ``limit``
+records wait: they are few, and no later report makes up for them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+
+KEPT_ROOM = 2
+"""A kept frame is dropped only once this many times the limit of records wait."""
 
 Frame = tuple[bytes, int]
 """A packed record frame and the number of records in it."""
@@ -46,10 +51,11 @@ class RecordBuffer:
         """Whether an arriving frame would be dropped now."""
         return self._records >= self.limit
 
-    def put(self, frame: bytes, count: int) -> bool:
-        """Queue a frame of ``count`` records; False when it was dropped (the caller counts)."""
+    def put(self, frame: bytes, count: int, *, kept: bool = False) -> bool:
+        """Queue a frame of ``count`` records (``kept``: see the module's docstring); False
+        when it was dropped (the caller counts)."""
         with self._ready:
-            if self.full:
+            if self._records >= (KEPT_ROOM * self.limit if kept else self.limit):
                 return False
             self._frames.append((frame, count))
             self._records += count

@@ -112,6 +112,14 @@ class RecordKind:
     EVENT: Final = "event"  # anything else: CoT log and points only
 
 
+KEPT_WHILE_SHEDDING: Final = frozenset({
+    RecordKind.CHAT, RecordKind.ALERT, RecordKind.CASEVAC, RecordKind.RB_LINE, RecordKind.VIDEO,
+    RecordKind.DELETE,
+})
+"""Kinds a worker records even while the store sheds (otszmq.wire: SHED): what people write
+by hand, rare, and not made up for by the next report as a position is. Markers are not among
+them: machine feeds (ADS-B, AIS) send those at a position report's rate."""
+
 # The _medevac_ attributes kept: the 9 lines and the HLZ brief that ATAK's form fills in.
 CASEVAC_FIELDS: Final = (
     "title", "casevac", "freq", "urgent", "priority", "routine", "hoist", "extraction_equipment",
@@ -351,17 +359,22 @@ RecordFields = tuple[Any, ...]
 
 
 def record_from_event(
-    event: CotEvent, sender_uid: str, groups: Sequence[str] = ()
+    event: CotEvent,
+    sender_uid: str,
+    groups: Sequence[str] = (),
+    *,
+    only: frozenset[str] | None = None,
 ) -> RecordFields | None:
     """The record of a routed event, or None when the store keeps nothing of it.
 
-    ``groups``: the channels the event was written to (the source's IN groups).
+    ``groups``: the channels the event was written to (the source's IN groups). ``only``: the
+    record kinds wanted (None: all); an event of any other kind gets None.
 
     Never raises for an event :class:`~otszmq.workers.cot.CotParser` accepted: every value is
     read as sent and interpreted by the store.
     """
     kind = _kind(event)
-    if kind is None:
+    if kind is None or (only is not None and kind not in only):
         return None
     reader = _READERS.get(kind)
     detail = None if reader is None else reader(event, event.detail)

@@ -10,8 +10,9 @@ arrived; optionally lingering for a fuller batch), unpacks, checks and writes th
 transaction, and prunes old rows on a schedule, leaving the core for a moment after each
 ``work_slice`` of work (:mod:`otszmq.pacing`: why).
 
-SHED (otszmq.wire): while its queue is full the store tells the workers so, and they stop
-building records for it until it has room again (half its limit).
+SHED (otszmq.wire): while its queue is full the store tells the workers so, and they build
+only the records of what people write by hand (sent as kept frames, which the buffer takes past
+its limit) until it has room again (half its limit).
 
 Shutdown: stop receiving, drain what the SUB socket already holds, then the writer writes
 everything buffered before the process exits.
@@ -37,7 +38,7 @@ from otszmq.store.buffer import Frame, RecordBuffer
 from otszmq.store.priority import lower_priority
 from otszmq.store.records import Record, count_records, decode_record, unpack_records
 from otszmq.store.writer import DatabaseUnavailable, RecordWriter, Retention
-from otszmq.wire import SHED_REPEAT, TOPIC_SHED, pack_shed
+from otszmq.wire import SHED_REPEAT, TOPIC_RECORD_KEPT, TOPIC_SHED, pack_shed
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class StoreService:
                 log.warning("dropping a malformed record message: %s", exc)
                 continue
             values["records_in"] += records
-            if not self.buffer.put(frames[1], records):
+            if not self.buffer.put(frames[1], records, kept=frames[0] == TOPIC_RECORD_KEPT):
                 values["records_dropped"] += records
                 self._dropped(records)
         return limit

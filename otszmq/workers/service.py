@@ -20,7 +20,7 @@ import zmq
 from otszmq.errors import CotParseError, WireError
 from otszmq.logthrottle import LogThrottle
 from otszmq.metrics import Counters, publish_stats
-from otszmq.store.records import pack_records, record_from_event
+from otszmq.store.records import KEPT_WHILE_SHEDDING, pack_records, record_from_event
 from otszmq.wire import (
     DONE,
     HEARTBEAT_INTERVAL,
@@ -28,6 +28,7 @@ from otszmq.wire import (
     SHED_EXPIRY,
     TOPIC_EVENT,
     TOPIC_RECORD,
+    TOPIC_RECORD_KEPT,
     RoutedEntry,
     RouteFlag,
     RouteMode,
@@ -108,6 +109,7 @@ class WorkerService:
         )
         # STORE: records of this drain round for the store stage (see _drain).
         self._records: list[tuple[object, ...]] = []
+        self._records_all_kept = True  # SHED: every one of them built while shedding
         self._shed_sub = shed_sub
         self._shed_until = 0.0  # SHED: build no records before this (monotonic) time
         self._stop = False
@@ -195,8 +197,10 @@ class WorkerService:
         # nothing from going out sooner, and one message per round keeps its receive cost.
         if self._records:
             self.counters.values["records_out"] += len(self._records)
-            self._pub.send_multipart((TOPIC_RECORD, pack_records(self._records)))
+            topic = TOPIC_RECORD_KEPT if self._records_all_kept else TOPIC_RECORD
+            self._pub.send_multipart((topic, pack_records(self._records)))
             self._records = []
+            self._records_all_kept = True
         # CREDIT: once per round, after its events are published (wire.py). Again: that
         # ingest is gone or not yet connected; the next round's DONE says the same and more.
         if done is not None:
@@ -250,10 +254,13 @@ class WorkerService:
         counters["events_in"] += len(events)
         parse = self._parser.parse
         records = self._records if self.config.records else None
-        # SHED: the store would drop these records unread; building them would cost routing.
+        # SHED: the store would drop most records unread, and building them would cost routing:
+        # only the kinds it keeps while shedding are built (otszmq.wire).
+        only = None
         if records is not None and self._shed_until and time.monotonic() < self._shed_until:
-            counters["events_not_stored"] += len(events)
-            records = None
+            only = KEPT_WHILE_SHEDDING
+        elif records is not None:
+            self._records_all_kept = False
         for payload in events:
             try:
                 event = parse(payload)
@@ -272,9 +279,11 @@ class WorkerService:
             # STORE HOOK: what the store keeps of this event, built from the parsed event (the
             # store never parses XML); None for what it does not keep.
             if records is not None:
-                record = record_from_event(event, source.sender_uid, source.groups_in)
+                record = record_from_event(event, source.sender_uid, source.groups_in, only=only)
                 if record is not None:
                     records.append(record)
+                elif only is not None:
+                    counters["events_not_stored"] += 1
 
     @staticmethod
     def _entry(source: SourceHeader, mode: int) -> RoutedEntry:

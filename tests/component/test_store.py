@@ -42,7 +42,7 @@ from otszmq.store.models import (
 from otszmq.store.records import RecordFields, pack_records, record_from_event
 from otszmq.store.service import StoreConfig, StoreService
 from otszmq.store.writer import RecordWriter, Retention
-from otszmq.wire import TOPIC_RECORD, TOPIC_SHED, TOPIC_STATS, unpack_shed
+from otszmq.wire import TOPIC_RECORD, TOPIC_RECORD_KEPT, TOPIC_SHED, TOPIC_STATS, unpack_shed
 from otszmq.workers.cot import parse_event
 from tests.store_support import (
     BACKENDS,
@@ -254,12 +254,12 @@ class Harness:
     def counters(self) -> dict[str, int]:
         return self.service.counters.values
 
-    def send(self, records: list[RecordFields]) -> None:
+    def send(self, records: list[RecordFields], topic: bytes = TOPIC_RECORD) -> None:
         """One record frame, as a worker sends a drain round's records."""
-        self.send_frame(pack_records(records))
+        self.send_frame(pack_records(records), topic)
 
-    def send_frame(self, frame: bytes) -> None:
-        self.pub.send_multipart([TOPIC_RECORD, frame])
+    def send_frame(self, frame: bytes, topic: bytes = TOPIC_RECORD) -> None:
+        self.pub.send_multipart([topic, frame])
 
     def stop(self) -> None:
         self.service.request_stop()
@@ -334,6 +334,22 @@ def test_overflow_is_dropped_counted_and_logged(url, tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records if "not keeping up" in r.getMessage()]
     assert warnings == ["store-test: the database is not keeping up: 5 records dropped (queue "
                         "limit 10; 5 dropped in all)"]
+
+
+def test_records_kept_while_shedding_are_taken_past_a_full_queue(url, tmp_path):
+    # What workers still record while the store sheds (chat, alerts: SHED in otszmq.wire) comes
+    # as kept frames; the writer lingers, so the queue stays full throughout.
+    with harness(url, tmp_path, queue_limit=10, flush_interval=60.0) as store:
+        store.send([sa_fields(i) for i in range(12)])
+        wait_until("records received", lambda: store.counters["records_in"] == 12)
+        store.send([sa_fields(i) for i in range(12, 14)])  # ordinary: dropped
+        store.send([sa_fields(i) for i in range(14, 17)], topic=TOPIC_RECORD_KEPT)
+        wait_until("records received", lambda: store.counters["records_in"] == 17)
+        assert store.counters["records_dropped"] == 2
+        assert len(store.service.buffer) == 15
+        store.stop()
+        assert store.counters["records_written"] == 15
+        assert CotLog.select().count() == 15
 
 
 def test_a_full_queue_tells_the_workers_to_shed_until_it_is_down_to_half(url, tmp_path):

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from otszmq.store.buffer import RecordBuffer
+from otszmq.store.buffer import KEPT_ROOM, RecordBuffer
 
 
 def test_a_frame_is_taken_whole_while_the_queue_is_under_its_limit() -> None:
@@ -19,6 +19,19 @@ def test_a_frame_is_taken_whole_while_the_queue_is_under_its_limit() -> None:
     assert buffer.take(100) == [(b"a", 8), (b"b", 7)]
     assert len(buffer) == 0
     assert buffer.put(b"d", 1)  # room again
+
+
+def test_a_kept_frame_is_taken_past_the_limit_until_kept_room_times_it() -> None:
+    buffer = RecordBuffer(10)
+    assert buffer.put(b"full", 10)
+    assert buffer.full
+    assert not buffer.put(b"sa", 1)  # an ordinary frame: dropped
+    assert buffer.put(b"chat", 3, kept=True)  # 10 < 2 x 10: taken
+    assert buffer.put(b"alert", 8, kept=True)  # 13 < 20: taken, passing it by its own records
+    assert len(buffer) == 21
+    assert not buffer.put(b"more", 1, kept=True)  # 21 >= KEPT_ROOM x 10: dropped, memory bound
+    assert KEPT_ROOM * buffer.limit == 20
+    assert buffer.take(100) == [(b"full", 10), (b"chat", 3), (b"alert", 8)]
 
 
 def test_take_stops_before_a_frame_that_would_pass_its_limit() -> None:

@@ -1,9 +1,10 @@
 """A worker's drain round: routed events go out in bounded batches, then the round's records;
-none while the store says it sheds (SHED in otszmq.wire)."""
+while the store says it sheds, only those of the kinds it keeps then (SHED in otszmq.wire)."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import msgpack
@@ -15,6 +16,7 @@ from otszmq.wire import (
     DONE,
     TOPIC_EVENT,
     TOPIC_RECORD,
+    TOPIC_RECORD_KEPT,
     TOPIC_SHED,
     WIRE_VERSION,
     SourceHeader,
@@ -58,6 +60,12 @@ class Rig:
         self.worker = WorkerService(config, [self.dealer], self.pub, self.wakeup_r, self.shed)
         self.sent = 0  # the running total ingest puts in each work message
 
+
+    def send_events(self, events: list[bytes]) -> None:
+        """One message from ingest: these events, from one connection."""
+        header = SourceHeader(SourceKind.EVENT, "ingest-t", 0, "127.0.0.1:0", "", ())
+        self.sent += len(events)
+        self.ingest.send_multipart((WORKER_IDENTITY, pack_work(self.sent, [(header, events)])))
 
     def send_work(self, sources: int, events_each: int, tag: str = "m") -> None:
         """One message from ingest: `sources` connections with `events_each` SA events each."""
@@ -210,6 +218,38 @@ def test_no_records_are_built_while_the_store_sheds_and_they_return_when_it_stop
     assert rig.round_topics(1, 5) == [TOPIC_EVENT, TOPIC_RECORD]
     assert rig.worker.counters.values["records_out"] == 5
     assert rig.worker.counters.values["events_not_stored"] == 20
+
+
+def alert_event(uid: str) -> bytes:
+    """A 911 alert: a kind the store keeps even while it sheds."""
+    t = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    return (
+        f'<event version="2.0" uid="{uid}" type="b-a-o-tbl" how="h-e" time="{t}" start="{t}" '
+        f'stale="{t}"><point lat="1.0" lon="2.0" hae="0" ce="10" le="10"/><detail>'
+        '<emergency type="911 Alert">BOB</emergency></detail></event>'
+    ).encode()
+
+
+def test_while_the_store_sheds_what_people_write_is_still_recorded_as_kept(rig: Rig) -> None:
+    rig.say_shed(pack_shed(True))
+    rig.send_events([sa_event("sa-1", "BOB"), alert_event("alert-1"), sa_event("sa-2", "BOB")])
+    rig.wait_queued()
+    rig.worker._drain(rig.dealer)
+
+    published = rig.published()
+    assert [topic for topic, _ in published] == [TOPIC_EVENT, TOPIC_RECORD_KEPT]
+    assert len(unpack_routed_batch(published[0][1]).events) == 3
+    assert [record[1] for record in unpack_records(published[1][1])] == ["alert-1"]
+    assert rig.worker.counters.values["events_not_stored"] == 2
+
+    # Once the store takes everything again, a round's records are ordinary ones.
+    rig.say_shed(pack_shed(False))
+    rig.send_events([alert_event("alert-2"), sa_event("sa-3", "BOB")])
+    rig.wait_queued()
+    rig.worker._drain(rig.dealer)
+    published = rig.published()
+    assert [topic for topic, _ in published] == [TOPIC_EVENT, TOPIC_RECORD]
+    assert [record[1] for record in unpack_records(published[1][1])] == ["alert-2", "sa-3"]
 
 
 def test_shedding_ends_by_itself_when_the_store_stops_repeating_it(
