@@ -75,8 +75,9 @@ then says ``[TOPIC_SHED, True]``, again every SHED_REPEAT seconds while it lasts
 ``[TOPIC_SHED, False]`` once its queue is down to half; a worker builds no records while the
 last word it heard is True and younger than SHED_EXPIRY (a store that died shedding, or a lost
 False, cannot stop the records for longer), counting the events it did not record. What people
-write by hand is rare and not made up for by the next report (a chat message, an alert, a 9-line:
-``otszmq.store.records.KEPT_WHILE_SHEDDING``): a worker still records those, and a round's
+write by hand is rare and not made up for by the next report (a chat message, an alert, a 9-line,
+a marker a person placed: ``otszmq.store.records.KEPT_WHILE_SHEDDING``): a worker still records
+those, and a round's
 records built only while shedding go as ``[TOPIC_RECORD_KEPT, records]``, which the store takes
 past its limit (up to otszmq.store.buffer.KEPT_ROOM times it). Position reports and feeds, the
 bulk of an overload, are what is shed.

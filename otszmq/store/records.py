@@ -117,8 +117,9 @@ KEPT_WHILE_SHEDDING: Final = frozenset({
     RecordKind.DELETE,
 })
 """Kinds a worker records even while the store sheds (otszmq.wire: SHED): what people write
-by hand, rare, and not made up for by the next report as a position is. Markers are not among
-them: machine feeds (ADS-B, AIS) send those at a position report's rate."""
+by hand, rare, and not made up for by the next report as a position is. Markers are kept only
+when a person placed them (CoT ``how`` h-*, as ATAK, WinTAK and iTAK mark them): machine feeds
+(ADS-B, AIS; how m-*) send theirs at a position report's rate."""
 
 # The _medevac_ attributes kept: the 9 lines and the HLZ brief that ATAK's form fills in.
 CASEVAC_FIELDS: Final = (
@@ -354,6 +355,12 @@ def _kind(event: CotEvent) -> str | None:
     return _BY_EVENT_KIND.get(kind, RecordKind.EVENT)
 
 
+def _kept_while_shedding(kind: str, event: CotEvent) -> bool:
+    if kind == RecordKind.MARKER:
+        return event.how.startswith("h")
+    return kind in KEPT_WHILE_SHEDDING
+
+
 RecordFields = tuple[Any, ...]
 """One record as the worker builds it: the layout above, in order."""
 
@@ -363,18 +370,18 @@ def record_from_event(
     sender_uid: str,
     groups: Sequence[str] = (),
     *,
-    only: frozenset[str] | None = None,
+    shedding: bool = False,
 ) -> RecordFields | None:
     """The record of a routed event, or None when the store keeps nothing of it.
 
-    ``groups``: the channels the event was written to (the source's IN groups). ``only``: the
-    record kinds wanted (None: all); an event of any other kind gets None.
+    ``groups``: the channels the event was written to (the source's IN groups). ``shedding``:
+    the store sheds (otszmq.wire): None unless the event is kept then (KEPT_WHILE_SHEDDING).
 
     Never raises for an event :class:`~otszmq.workers.cot.CotParser` accepted: every value is
     read as sent and interpreted by the store.
     """
     kind = _kind(event)
-    if kind is None or (only is not None and kind not in only):
+    if kind is None or (shedding and not _kept_while_shedding(kind, event)):
         return None
     reader = _READERS.get(kind)
     detail = None if reader is None else reader(event, event.detail)

@@ -20,7 +20,7 @@ import zmq
 from otszmq.errors import CotParseError, WireError
 from otszmq.logthrottle import LogThrottle
 from otszmq.metrics import Counters, publish_stats
-from otszmq.store.records import KEPT_WHILE_SHEDDING, pack_records, record_from_event
+from otszmq.store.records import pack_records, record_from_event
 from otszmq.wire import (
     DONE,
     HEARTBEAT_INTERVAL,
@@ -255,11 +255,10 @@ class WorkerService:
         parse = self._parser.parse
         records = self._records if self.config.records else None
         # SHED: the store would drop most records unread, and building them would cost routing:
-        # only the kinds it keeps while shedding are built (otszmq.wire).
-        only = None
-        if records is not None and self._shed_until and time.monotonic() < self._shed_until:
-            only = KEPT_WHILE_SHEDDING
-        elif records is not None:
+        # only those it keeps while shedding are built (otszmq.wire).
+        shedding = bool(records is not None and self._shed_until
+                        and time.monotonic() < self._shed_until)
+        if records is not None and not shedding:
             self._records_all_kept = False
         for payload in events:
             try:
@@ -279,10 +278,12 @@ class WorkerService:
             # STORE HOOK: what the store keeps of this event, built from the parsed event (the
             # store never parses XML); None for what it does not keep.
             if records is not None:
-                record = record_from_event(event, source.sender_uid, source.groups_in, only=only)
+                record = record_from_event(
+                    event, source.sender_uid, source.groups_in, shedding=shedding
+                )
                 if record is not None:
                     records.append(record)
-                elif only is not None:
+                elif shedding:
                     counters["events_not_stored"] += 1
 
     @staticmethod

@@ -28,7 +28,7 @@ from otszmq.wire import (
 )
 from otszmq.workers import service as worker_service
 from otszmq.workers.service import PUBLISH_EVENTS, WorkerConfig, WorkerService
-from tests.support import sa_event
+from tests.support import marker_event, sa_event
 
 WORKER_IDENTITY = b"worker-under-test"
 RECV_TIMEOUT_MS = 2000
@@ -232,15 +232,23 @@ def alert_event(uid: str) -> bytes:
 
 def test_while_the_store_sheds_what_people_write_is_still_recorded_as_kept(rig: Rig) -> None:
     rig.say_shed(pack_shed(True))
-    rig.send_events([sa_event("sa-1", "BOB"), alert_event("alert-1"), sa_event("sa-2", "BOB")])
+    # A feed's track (an a-* with no device behind it, how m-g) is a marker that is shed.
+    track = sa_event("track-1", "AIS 1", endpoint="")
+    rig.send_events([
+        sa_event("sa-1", "BOB"), alert_event("alert-1"), sa_event("sa-2", "BOB"),
+        marker_event("spot-1"), track,
+    ])
     rig.wait_queued()
     rig.worker._drain(rig.dealer)
 
     published = rig.published()
     assert [topic for topic, _ in published] == [TOPIC_EVENT, TOPIC_RECORD_KEPT]
-    assert len(unpack_routed_batch(published[0][1]).events) == 3
-    assert [record[1] for record in unpack_records(published[1][1])] == ["alert-1"]
-    assert rig.worker.counters.values["events_not_stored"] == 2
+    assert len(unpack_routed_batch(published[0][1]).events) == 5
+    kept = unpack_records(published[1][1])
+    assert [(record[0], record[1]) for record in kept] == [
+        ("alert", "alert-1"), ("marker", "spot-1"),
+    ]
+    assert rig.worker.counters.values["events_not_stored"] == 3
 
     # Once the store takes everything again, a round's records are ordinary ones.
     rig.say_shed(pack_shed(False))
