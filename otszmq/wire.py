@@ -72,15 +72,14 @@ SHED: while the store's queue is full it drops every record frame that arrives, 
 work of building, packing and forwarding those records (~10 % of a worker's CPU per event, and
 the fan-out's share) is spent for nothing, at the moment routing needs the CPU most. The store
 then says ``[TOPIC_SHED, True]``, again every SHED_REPEAT seconds while it lasts, and
-``[TOPIC_SHED, False]`` once its queue is down to half; a worker builds no records while the
-last word it heard is True and younger than SHED_EXPIRY (a store that died shedding, or a lost
-False, cannot stop the records for longer), counting the events it did not record. What people
-write by hand is rare and not made up for by the next report (a chat message, an alert, a 9-line,
-a marker a person placed: ``otszmq.store.records.KEPT_WHILE_SHEDDING``): a worker still records
-those, and a round's
+``[TOPIC_SHED, False]`` once its queue is down to half. While the last word a worker heard is
+True and younger than SHED_EXPIRY (a store that died shedding, or a lost False, cannot stop the
+records for longer), it sheds: it builds no records for position reports and feeds, the bulk of
+an overload, and counts the events it did not record. What people write by hand is rare and not
+made up for by the next report (a chat message, an alert, a 9-line, a marker a person placed:
+``otszmq.store.records.KEPT_WHILE_SHEDDING``), so a worker still records those; a round's
 records built only while shedding go as ``[TOPIC_RECORD_KEPT, records]``, which the store takes
-past its limit (up to otszmq.store.buffer.KEPT_ROOM times it). Position reports and feeds, the
-bulk of an overload, are what is shed.
+past its limit (up to otszmq.store.buffer.KEPT_ROOM times it).
 """
 
 from __future__ import annotations
