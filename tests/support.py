@@ -193,13 +193,18 @@ def marker_event(uid: str, *, dest_callsigns: tuple[str, ...] = (),
     ).encode()
 
 
-def ping_event() -> bytes:
+def instant_event(uid: str, cot_type: str, how: str, detail: str = "") -> bytes:
+    """An event stale as soon as it is sent, at 0,0 with no accuracy: a ping, an alert."""
     t = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     return (
-        f'<event version="2.0" uid="{uuid.uuid4()}-ping" type="t-x-c-t" how="m-g" time="{t}" '
+        f'<event version="2.0" uid="{uid}" type="{cot_type}" how="{how}" time="{t}" '
         f'start="{t}" stale="{t}"><point lat="0" lon="0" hae="0" ce="9999999" le="9999999"/>'
-        "<detail/></event>"
+        f"<detail>{detail}</detail></event>"
     ).encode()
+
+
+def ping_event() -> bytes:
+    return instant_event(f"{uuid.uuid4()}-ping", "t-x-c-t", "m-g")
 
 
 class CotClient:

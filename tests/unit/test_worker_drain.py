@@ -4,7 +4,6 @@ while the store says it sheds, only those of the kinds it keeps then (SHED in ot
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
 import msgpack
@@ -28,7 +27,7 @@ from otszmq.wire import (
 )
 from otszmq.workers import service as worker_service
 from otszmq.workers.service import PUBLISH_EVENTS, WorkerConfig, WorkerService
-from tests.support import marker_event, sa_event
+from tests.support import instant_event, marker_event, sa_event
 
 WORKER_IDENTITY = b"worker-under-test"
 RECV_TIMEOUT_MS = 2000
@@ -222,12 +221,7 @@ def test_no_records_are_built_while_the_store_sheds_and_they_return_when_it_stop
 
 def alert_event(uid: str) -> bytes:
     """A 911 alert: a kind the store keeps even while it sheds."""
-    t = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-    return (
-        f'<event version="2.0" uid="{uid}" type="b-a-o-tbl" how="h-e" time="{t}" start="{t}" '
-        f'stale="{t}"><point lat="1.0" lon="2.0" hae="0" ce="10" le="10"/><detail>'
-        '<emergency type="911 Alert">BOB</emergency></detail></event>'
-    ).encode()
+    return instant_event(uid, "b-a-o-tbl", "h-e", '<emergency type="911 Alert">BOB</emergency>')
 
 
 def test_while_the_store_sheds_what_people_write_is_still_recorded_as_kept(rig: Rig) -> None:
