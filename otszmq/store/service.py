@@ -171,8 +171,8 @@ class StoreService:
             self.counters.values["shed_starts"] += 1
             if self._shed_log.allow(now=now):
                 log.warning(
-                    "%s: queue full (%d records), the database is behind: the workers build no "
-                    "records until it is down to half (%d times so far)",
+                    "%s: queue full (%d records), the database is behind: the workers record "
+                    "only what people write until it is down to half (%d times so far)",
                     self.config.name, len(buffer), self.counters.values["shed_starts"],
                 )
         elif self._shedding and len(buffer) <= buffer.limit // 2:

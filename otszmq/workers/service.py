@@ -111,7 +111,7 @@ class WorkerService:
         self._records: list[tuple[object, ...]] = []
         self._records_all_kept = True  # SHED: every one of them built while shedding
         self._shed_sub = shed_sub
-        self._shed_until = 0.0  # SHED: build no records before this (monotonic) time
+        self._shed_until = 0.0  # SHED: shed until this (monotonic) time; 0: not shedding
         self._stop = False
 
     def request_stop(self) -> None:
@@ -256,8 +256,10 @@ class WorkerService:
         records = self._records if self.config.records else None
         # SHED: the store would drop most records unread, and building them would cost routing:
         # only those it keeps while shedding are built (otszmq.wire).
-        shedding = bool(records is not None and self._shed_until
-                        and time.monotonic() < self._shed_until)
+        # NOTE: _shed_until first, so a worker that is not shedding reads no clock per batch.
+        shedding = (
+            records is not None and self._shed_until > 0.0 and time.monotonic() < self._shed_until
+        )
         if records is not None and not shedding:
             self._records_all_kept = False
         for payload in events:
