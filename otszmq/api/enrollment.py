@@ -70,14 +70,16 @@ def pem_body(certificate: x509.Certificate) -> str:
 
 def read_csr(body: bytes) -> x509.CertificateSigningRequest:
     """A PKCS#10 request from PEM, base64 DER (what ATAK sends) or DER; 400 if none."""
-    text = body.strip()
-    if not text:
-        errors.bad_request("body", "no certificate request (PKCS#10, PEM or base64 DER)")
     try:
+        # NOTE: raw DER is binary and taken as sent: stripping "white space" would cut a
+        # signature that ends in a byte such as 0x20 or 0x0a (one request in ~40).
+        if body[:1] == b"\x30":  # an ASN.1 SEQUENCE: raw DER
+            return x509.load_der_x509_csr(body)
+        text = body.strip()
+        if not text:
+            errors.bad_request("body", "no certificate request (PKCS#10, PEM or base64 DER)")
         if text.startswith(b"-----BEGIN"):
             return x509.load_pem_x509_csr(text)
-        if text[:1] == b"\x30":  # an ASN.1 SEQUENCE: raw DER
-            return x509.load_der_x509_csr(text)
         return x509.load_der_x509_csr(base64.b64decode(b"".join(text.split()), validate=True))
     except (ValueError, binascii.Error) as exc:
         errors.bad_request("body", f"not a certificate request (PKCS#10, PEM or base64 "

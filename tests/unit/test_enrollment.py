@@ -9,7 +9,7 @@ import falcon
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from otszmq.api.enrollment import pem_body, read_csr, wants_xml
@@ -32,6 +32,20 @@ def test_a_csr_is_read_from_pem_base64_der_and_der(csr: x509.CertificateSigningR
     atak = b"".join(line + b"\r\n" for line in pem.splitlines() if not line.startswith(b"--"))
     for body in (pem, b"\n" + pem + b"\n", atak, base64.b64encode(der), der):
         assert read_csr(body).public_bytes(serialization.Encoding.DER) == der
+
+
+def test_a_der_request_that_ends_in_a_white_space_byte_is_read_whole() -> None:
+    # ECDSA signs with a fresh nonce each time: sign until the DER's last byte is one that
+    # bytes.strip() would remove (about one request in 40).
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice")]))
+    for _ in range(10_000):
+        der = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+        if der[-1:].isspace():
+            break
+    assert der[-1:].isspace(), "no signature ending in a white space byte in 10,000 tries"
+    assert read_csr(der).public_bytes(serialization.Encoding.DER) == der
 
 
 @pytest.mark.parametrize("body", [b"", b"   ", b"hello", b"\x30\x00", b"MIIB" * 10,
