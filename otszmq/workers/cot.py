@@ -16,9 +16,10 @@ and a sender repeats it, the first wins.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, cast
 
 from lxml import etree
 
@@ -52,6 +53,20 @@ _MAX_QUOTED: Final = 64
 
 # A chat's type and its receipts (b-t-f-d delivered, b-t-f-r read, ...) all sit below this type.
 _CHAT_TYPE: Final = "b-t-f"
+
+# Batch parsing (CotParser.parse_batch): one source's events are parsed as the children of a
+# wrapper element, with a processing instruction of this target between every two of them.
+_BATCH_TARGET: Final = "otszmq-next"
+_BATCH_TARGET_BYTES: Final = _BATCH_TARGET.encode()
+_BATCH_MARK: Final = b"<?" + _BATCH_TARGET_BYTES + b"?>"
+_BATCH_OPEN: Final = b"<otszmq-batch>"
+_BATCH_CLOSE: Final = b"</otszmq-batch>"
+BATCH_MAX_EVENTS: Final = 64
+"""Events parsed in one libxml2 call at most (past ~25 the saving per event stops growing)."""
+BATCH_MAX_BYTES: Final = 128 * 1024
+"""Bytes parsed in one libxml2 call at most."""
+BATCH_MAX_EVENT_BYTES: Final = 8 * 1024
+"""A larger event is parsed on its own: its parse costs far more than the fixed cost saved."""
 
 
 # The small value objects stay frozen (hashable, safe to share between stages): with 3-7 fields
@@ -196,14 +211,81 @@ class CotParser:
     creates its own parser after the fork never shares one with another thread or process.
     """
 
-    __slots__ = ("_xml_parser",)
+    __slots__ = ("_xml_parser", "batch_fallbacks")
 
     def __init__(self) -> None:
         self._xml_parser = hardened_parser()
+        self.batch_fallbacks = 0  # batches parsed again event by event (see parse_batch)
 
     def parse(self, data: bytes) -> CotEvent:
         """Parse one event; raise :class:`CotParseError` saying what was wrong."""
         return _parse(data, self._xml_parser)
+
+    def parse_batch(self, payloads: Sequence[bytes]) -> list[CotEvent | CotParseError]:
+        """Parse each of ``payloads``: its event, or the error :meth:`parse` would raise.
+
+        PERF: a libxml2 parse has a fixed cost (parser context, document, root proxy) of about
+        a third of an SA's; events parsed as the children of one wrapper element pay it once
+        (measured here: 18.4 -> 15.8 us an SA with the extraction, in batches of 25). A batch
+        that does not parse, or not into exactly its events, is parsed again event by event,
+        so every result and error is the one :meth:`parse` gives.
+        """
+        results: list[CotEvent | CotParseError | None] = [None] * len(payloads)
+        chunk: list[int] = []  # indices of the payloads of the next batch
+        size = 0
+        for index, data in enumerate(payloads):
+            # What a client stream's frames always pass (the framer cuts from '<event' to
+            # '>'): a declaration, a BOM or white space around an injected event, or an event
+            # too big to gain anything, is parsed on its own instead of failing a batch.
+            if (
+                not data.startswith(b"<event")
+                or data[-1:] != b">"
+                or len(data) > BATCH_MAX_EVENT_BYTES
+                or _BATCH_TARGET_BYTES in data
+            ):
+                results[index] = self._parse_or_error(data)
+                continue
+            if len(chunk) == BATCH_MAX_EVENTS or size + len(data) > BATCH_MAX_BYTES:
+                self._parse_chunk(payloads, chunk, results)
+                chunk, size = [], 0
+            chunk.append(index)
+            size += len(data)
+        if chunk:
+            self._parse_chunk(payloads, chunk, results)
+        return cast(list[CotEvent | CotParseError], results)
+
+    def _parse_or_error(self, data: bytes) -> CotEvent | CotParseError:
+        try:
+            return _parse(data, self._xml_parser)
+        except CotParseError as exc:
+            return exc
+
+    def _parse_chunk(
+        self,
+        payloads: Sequence[bytes],
+        chunk: list[int],
+        results: list[CotEvent | CotParseError | None],
+    ) -> None:
+        """Parse the payloads at ``chunk`` into ``results``: in one parse if it proves sound."""
+        roots = None
+        if len(chunk) > 1:
+            data = _BATCH_MARK.join([payloads[index] for index in chunk])
+            try:
+                wrapper = etree.fromstring(_BATCH_OPEN + data + _BATCH_CLOSE, self._xml_parser)
+            except (etree.LxmlError, ValueError):
+                wrapper = None
+            roots = None if wrapper is None else _aligned_roots(wrapper, len(chunk))
+            if roots is None:
+                self.batch_fallbacks += 1
+        if roots is None:
+            for index in chunk:
+                results[index] = self._parse_or_error(payloads[index])
+            return
+        for index, root in zip(chunk, roots, strict=True):
+            try:
+                results[index] = _event_from_root(root, payloads[index])
+            except CotParseError as exc:
+                results[index] = exc
 
 
 def parse_event(data: bytes) -> CotEvent:
@@ -213,6 +295,36 @@ def parse_event(data: bytes) -> CotEvent:
     event than :meth:`CotParser.parse`, some 20% of a whole SA parse.
     """
     return _parse(data, hardened_parser())
+
+
+def _aligned_roots(wrapper: etree._Element, count: int) -> list[etree._Element] | None:
+    """The ``count`` event roots of a batch document, if its children alternate event, marker,
+    event ... with no text between them; else None.
+
+    Why they are then what each payload parsed alone would give: no payload names the marker's
+    target (CotParser.parse_batch checks), so the document's ``<?otszmq-next?>`` instructions
+    are exactly the ones put between payloads. If all of them are children of the wrapper, the
+    wrapper is the only open element at each, so every payload is balanced on its own: whole
+    nodes at the top level. Children alternating event, marker, event ... with no text then
+    mean each payload is exactly one ``<event>`` element, in a context (no namespace, entity
+    or DTD declared) that is the same as a document of its own; and no payload can bring a
+    DOCTYPE (one after the wrapper's start tag is not well-formed).
+    """
+    children = list(wrapper)
+    if len(children) != 2 * count - 1:
+        return None  # a marker inside an element: some payload is not balanced
+    roots = children[::2]
+    for root in roots:
+        # A tail is text after an event: a payload holding more than its event ('>' may end
+        # text). NOTE: nothing can come before one: every payload starts with '<event'.
+        if root.tag != "event" or root.tail is not None:
+            return None
+    for marker in children[1::2]:
+        # Another processing instruction in a marker's place: a payload's own, so some
+        # payload spans more than one top-level node (and our marker is nested somewhere).
+        if not isinstance(marker, etree._ProcessingInstruction) or marker.target != _BATCH_TARGET:
+            return None
+    return roots
 
 
 def _missing(root: etree._Element) -> CotParseError:
@@ -353,7 +465,11 @@ def _read_detail(detail: etree._Element) -> _DetailParts:
 
 
 def _parse(data: bytes, xml_parser: etree.XMLParser) -> CotEvent:
-    root = _event_root(data, xml_parser)
+    return _event_from_root(_event_root(data, xml_parser), data)
+
+
+def _event_from_root(root: etree._Element, data: bytes) -> CotEvent:
+    """The event of a parsed ``<event>`` root whose bytes are ``data``."""
     get = root.get
     uid = get("uid")
     cot_type = get("type")
@@ -398,35 +514,20 @@ def _parse(data: bytes, xml_parser: etree.XMLParser) -> CotEvent:
             text=remarks,
         )
 
+    # PERF: positional, in the field order of CotEvent: CPython matches keyword arguments
+    # against the parameter names one by one, and 30 of them cost 1.6 us a call against 0.4
+    # (test_cot's field-by-field tests catch a misplaced one).
     return CotEvent(
-        uid=uid,
-        type=cot_type,
-        how=get("how") or "",
-        time=time,
-        start=start,
-        stale=stale,
-        lat=lat,
-        lon=lon,
-        hae=hae,
-        ce=ce,
-        le=le,
-        callsign=None if contact is None else contact.get("callsign"),
-        endpoint=None if contact is None else contact.get("endpoint"),
-        group_name=None if group is None else group.get("name"),
-        group_role=None if group is None else group.get("role"),
-        takv_device=None if takv is None else takv.get("device"),
-        takv_platform=None if takv is None else takv.get("platform"),
-        takv_os=None if takv is None else takv.get("os"),
-        takv_version=None if takv is None else takv.get("version"),
-        dests=dests,
-        has_marti=has_marti,
-        chat=chat,
-        links=links,
-        remarks=remarks,
-        raw=data,
-        detail=detail,
-        contact=contact,
-        track=track,
-        status=status,
-        video=video,
+        uid, cot_type, get("how") or "", time, start, stale,
+        lat, lon, hae, ce, le,
+        None if contact is None else contact.get("callsign"),  # callsign
+        None if contact is None else contact.get("endpoint"),  # endpoint
+        None if group is None else group.get("name"),  # group_name
+        None if group is None else group.get("role"),  # group_role
+        None if takv is None else takv.get("device"),  # takv_device
+        None if takv is None else takv.get("platform"),  # takv_platform
+        None if takv is None else takv.get("os"),  # takv_os
+        None if takv is None else takv.get("version"),  # takv_version
+        dests, has_marti, chat, links, remarks, data,
+        detail, contact, track, status, video,
     )

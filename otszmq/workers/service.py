@@ -40,7 +40,7 @@ from otszmq.wire import (
     unpack_shed,
     unpack_work,
 )
-from otszmq.workers.cot import CotEvent, CotParser
+from otszmq.workers.cot import BATCH_MAX_EVENTS, CotEvent, CotParser
 from otszmq.workers.router import Decision, route
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,8 @@ class WorkerService:
         # Source fields as received -> checked SourceHeader: a connection sends the same fields
         # until its identity changes, so each is checked once.
         self._sources: dict[tuple[object, ...], SourceHeader] = {}
+        # (ingest, conn) of the sources that have sent a malformed event: parsed on their own.
+        self._suspects: set[tuple[str, int]] = set()
         self._bad_input = LogThrottle(burst=BAD_INPUT_LOG_BURST)
         # One parser for the life of the process: building one costs ~20% of a parse.
         self._parser = CotParser()
@@ -106,6 +108,7 @@ class WorkerService:
         self.counters.preset(
             "events_in", "events_routed", "parse_errors", "wire_errors", "dropped_ping",
             "dropped_protocol_negotiation", "probes", "records_out", "events_not_stored",
+            "parse_batch_fallbacks",
         )
         # STORE: records of this drain round for the store stage (see _drain).
         self._records: list[tuple[object, ...]] = []
@@ -142,6 +145,8 @@ class WorkerService:
                 self._hello()
                 next_hello = now + HEARTBEAT_INTERVAL
             if now >= next_stats:
+                # Batches the parser parsed again event by event (malformed input in them).
+                self.counters.values["parse_batch_fallbacks"] = self._parser.batch_fallbacks
                 publish_stats(self._pub, self.config.name, "worker", self.counters)
                 next_stats = now + self.config.stats_interval
         log.info("%s stopping", self.config.name)
@@ -226,6 +231,7 @@ class WorkerService:
             self._bad_input.warning(log, "dropping a malformed message from ingest: %s", exc)
             return 1, None
         handled = 0
+        sources: list[tuple[SourceHeader, tuple[bytes, ...]]] = []
         for fields, events in items:
             handled += len(events)
             source = self._sources.get(fields)
@@ -239,20 +245,79 @@ class WorkerService:
                 if len(self._sources) >= SOURCE_CACHE_LIMIT:
                     self._sources.clear()
                 self._sources[fields] = source
-            self._handle_source(source, events, out)
+            sources.append((source, events))
+        self._handle_sources(sources, out)
         return handled, sent
 
-    def _handle_source(
-        self, source: SourceHeader, events: tuple[bytes, ...], out: list[RoutedEntry]
+    def _handle_sources(
+        self, sources: list[tuple[SourceHeader, tuple[bytes, ...]]], out: list[RoutedEntry]
     ) -> None:
-        """Parse and route one source's events, in order; append them to ``out``."""
+        """Parse and route the sources of one message, in order; append to ``out``.
+
+        PERF: consecutive sources' events parse together (CotParser.parse_batch): with many
+        clients a source has only one or two events in a message, too few to batch on their
+        own. But in groups of about one batch, each routed before the next is parsed: parsing
+        a backlogged message's thousands of events first kept all their trees alive at once,
+        and the cache misses cost more than batching saved (measured here: 29 against 22 us
+        an event in messages of 2,000).
+        """
+        group: list[tuple[SourceHeader, tuple[bytes, ...]]] = []
+        count = 0
+        for source, events in sources:
+            # A source with more than a batch is cut into batches (their order kept).
+            for first in range(0, max(len(events), 1), BATCH_MAX_EVENTS):
+                piece = events[first : first + BATCH_MAX_EVENTS]
+                if group and count + len(piece) > BATCH_MAX_EVENTS:
+                    self._handle_group(group, out)
+                    group, count = [], 0
+                group.append((source, piece))
+                count += len(piece)
+        if group:
+            self._handle_group(group, out)
+
+    def _handle_group(
+        self, sources: list[tuple[SourceHeader, tuple[bytes, ...]]], out: list[RoutedEntry]
+    ) -> None:
+        """Parse these sources' events in one batch, then route each source's in turn.
+
+        A batch that one malformed event breaks is parsed again event by event, so a source
+        that has sent one is parsed on its own from then on (``_suspects``): its bad input
+        costs its own events a second parse, not its neighbours'.
+        """
+        suspects = self._suspects
+        payloads: list[bytes] = []
+        # NOTE: decided once per source before routing any: routing adds suspects.
+        together = [(source.ingest, source.conn) not in suspects for source, _ in sources]
+        for (source, events), batched in zip(sources, together, strict=True):
+            if batched and source.kind == SourceKind.EVENT:
+                payloads.extend(events)
+        parsed = self._parser.parse_batch(payloads)
+        offset = 0
+        for (source, events), batched in zip(sources, together, strict=True):
+            if source.kind == SourceKind.PROBE:
+                self.counters.values["probes"] += 1
+                out.append(self._entry(source, RouteMode.PROBE))
+                continue
+            if batched:
+                results = parsed[offset : offset + len(events)]
+                offset += len(events)
+            else:
+                results = self._parser.parse_batch(events)
+            if not self._route_source(source, results, out):
+                if len(suspects) >= SOURCE_CACHE_LIMIT:
+                    suspects.clear()
+                suspects.add((source.ingest, source.conn))
+
+    def _route_source(
+        self,
+        source: SourceHeader,
+        results: list[CotEvent | CotParseError],
+        out: list[RoutedEntry],
+    ) -> bool:
+        """Route one source's parsed events, in order; append them to ``out``. False if any
+        of them was malformed (dropped, counted and logged here)."""
         counters = self.counters.values
-        if source.kind == SourceKind.PROBE:
-            counters["probes"] += 1
-            out.append(self._entry(source, RouteMode.PROBE))
-            return
-        counters["events_in"] += len(events)
-        parse = self._parser.parse
+        counters["events_in"] += len(results)
         records = self._records if self.config.records else None
         # SHED: the store would drop most records unread, and building them would cost routing:
         # only those it keeps while shedding are built (otszmq.wire).
@@ -262,13 +327,13 @@ class WorkerService:
         )
         if records is not None and not shedding:
             self._records_all_kept = False
-        for payload in events:
-            try:
-                event = parse(payload)
-            except CotParseError as exc:
+        well_formed = True
+        for event in results:
+            if isinstance(event, CotParseError):
+                well_formed = False
                 counters["parse_errors"] += 1
                 self._bad_input.warning(
-                    log, "dropping a malformed event from %s: %s", source.peer, exc
+                    log, "dropping a malformed event from %s: %s", source.peer, event
                 )
                 continue
             decision = route(event, source)
@@ -287,6 +352,7 @@ class WorkerService:
                     records.append(record)
                 elif shedding:
                     counters["events_not_stored"] += 1
+        return well_formed
 
     @staticmethod
     def _entry(source: SourceHeader, mode: int) -> RoutedEntry:

@@ -271,3 +271,42 @@ def test_a_malformed_shed_word_is_counted_and_changes_nothing(rig: Rig, body: by
     rig.say_shed(body)
     assert rig.worker.counters.values["wire_errors"] == 1
     assert rig.round_topics(1, 3) == [TOPIC_EVENT, TOPIC_RECORD]
+
+
+def _work(rig: Rig, batches: dict[int, list[bytes]]) -> list[tuple[int, str]]:
+    """One message from ingest with these connections' events; (conn, uid) of what it routed."""
+    items = [
+        (SourceHeader(SourceKind.EVENT, "ingest-t", conn, f"127.0.0.1:{conn}", "", ()), events)
+        for conn, events in batches.items()
+    ]
+    rig.sent += sum(map(len, batches.values()))
+    out: list[tuple[object, ...]] = []
+    rig.worker.handle([pack_work(rig.sent, items)], out)
+    return [(entry[1], entry[8]) for entry in out]
+
+
+def test_a_source_that_sent_malformed_xml_is_parsed_on_its_own_after(rig: Rig) -> None:
+    good = [sa_event(f"b-{n}", f"B{n}") for n in range(3)]
+    broken = b"<event uid='bad'><open></event>"
+
+    # Every well-formed event of both sources is routed, in order; the bad one is counted.
+    routed = _work(rig, {1: [sa_event("a-0", "A"), broken, sa_event("a-1", "A")], 2: good})
+    assert routed == [(1, "a-0"), (1, "a-1"), (2, "b-0"), (2, "b-1"), (2, "b-2")]
+    assert rig.worker.counters.values["parse_errors"] == 1
+    fallbacks = rig.worker._parser.batch_fallbacks
+    assert fallbacks == 1  # the joined batch broke and was parsed again, event by event
+
+    # From now on connection 1 is parsed apart: its next bad event breaks no shared batch.
+    routed = _work(rig, {1: [broken], 2: good, 3: [sa_event("c-0", "C")]})
+    assert routed == [(2, "b-0"), (2, "b-1"), (2, "b-2"), (3, "c-0")]
+    assert rig.worker.counters.values["parse_errors"] == 2
+    assert rig.worker._parser.batch_fallbacks == fallbacks
+
+
+def test_a_backlogged_message_is_parsed_in_batches_and_routed_in_order(rig: Rig) -> None:
+    # More events than one batch, from one source and from many: cut into batches, in order.
+    many = {conn: [sa_event(f"{conn}-{n}", "X") for n in range(conn * 7)] for conn in range(1, 30)}
+    routed = _work(rig, many)
+    assert routed == [(conn, f"{conn}-{n}") for conn, events in many.items()
+                      for n in range(len(events))]
+    assert rig.worker._parser.batch_fallbacks == 0
