@@ -18,7 +18,7 @@ Hops and their frames::
     worker PUB    -> fanout XSUB     [TOPIC_RECORD, records]     (otszmq.store.records)
     worker PUB    -> fanout XSUB     [TOPIC_RECORD_KEPT, records]   (SHED below)
     store  PUB    -> fanout XSUB     [TOPIC_SHED, shed]          (SHED below; workers read it)
-        shed   = [WIRE_VERSION, shedding]   (a bool)
+        shed   = [WIRE_VERSION, keep]   (a float in [0, 1])
     any   PUB     -> fanout XSUB     [TOPIC_STATS, msgpack map]  (see otszmq.metrics)
     fanout XPUB   -> ingest/store/bridge/stats/worker SUB: the same frames, filtered by topic
     api/bridge PUSH -> ingest 0 PULL   [INJECT_EVENTS, InjectHeader, event, ...]
@@ -68,18 +68,23 @@ worker sends one record batch per drain round, right *after* that round's routed
 routing never waits on it; with no store subscribed, the PUB drops it unsent (ZeroMQ filters by
 topic on the publisher side).
 
-SHED: while the store's queue is full it drops every record frame that arrives, so the workers'
-work of building, packing and forwarding those records (~10 % of a worker's CPU per event, and
-the fan-out's share) is spent for nothing, at the moment routing needs the CPU most. The store
-then says ``[TOPIC_SHED, True]``, again every SHED_REPEAT seconds while it lasts, and
-``[TOPIC_SHED, False]`` once its queue is down to half. While the last word a worker heard is
-True and younger than SHED_EXPIRY (a store that died shedding, or a lost False, cannot stop the
-records for longer), it sheds: it builds no records for position reports and feeds, the bulk of
-an overload, and counts the events it did not record. What people write by hand is rare and not
-made up for by the next report (a chat message, an alert, a 9-line, a marker a person placed:
-``otszmq.store.records.KEPT_WHILE_SHEDDING``), so a worker still records those; a round's
-records built only while shedding go as ``[TOPIC_RECORD_KEPT, records]``, which the store takes
-past its limit (up to otszmq.store.buffer.KEPT_ROOM times it).
+SHED: the store's writer gets only the CPU routing leaves, so under a flood it writes a small
+share of the records the workers could build, and building, packing and forwarding the rest
+(~10 % of a worker's CPU per event, and the fan-out's and the store's share) is spent for
+nothing at the moment routing needs the CPU most. So the store says how many it wants: ``keep``,
+the fraction of *sheddable* records (position reports, feeds' tracks, other events) a worker
+should build, from 1 (all: not shedding) to 0 (none), worked out from what it writes, what
+its queue holds and what the workers say they skipped (otszmq.store.shedding; each record frame
+carries its worker's count of skipped records, otszmq.store.records). It says ``[TOPIC_SHED,
+keep]`` when keep changes enough, again every SHED_REPEAT seconds while it is below 1, and once
+more when it is back at 1. A worker applies the last keep it heard, if younger than SHED_EXPIRY
+(a store that died shedding, or a lost word, cannot thin the records for longer), to each
+sheddable record at random, so every source's records are thinned alike, and counts the events
+it did not record. What people write by hand is rare and not made up for by the next report (a
+chat message, an alert, a 9-line, a marker a person placed:
+``otszmq.store.records.KEPT_WHILE_SHEDDING``), so a worker always records those; a round's
+records built only while keep was 0 go as ``[TOPIC_RECORD_KEPT, records]``, which the store
+takes past its limit (up to otszmq.store.buffer.KEPT_ROOM times it).
 """
 
 from __future__ import annotations
@@ -90,20 +95,20 @@ import msgpack
 
 from otszmq.errors import WireError
 
-WIRE_VERSION = 4
+WIRE_VERSION = 5
 
 TOPIC_EVENT = b"E"
 TOPIC_STATS = b"S"
 TOPIC_RECORD = b"R"  # STORE: records for the store stage (see otszmq.store.records)
-# SHED: records built while shedding (only kinds kept then). Starts with TOPIC_RECORD, so the
-# store's one subscription receives both.
+# SHED: records built while the store asked for no sheddable ones (only kept kinds). Starts
+# with TOPIC_RECORD, so the store's one subscription receives both.
 TOPIC_RECORD_KEPT = b"RK"
-TOPIC_SHED = b"Q"  # SHED: the store's queue is full (or no longer)
+TOPIC_SHED = b"Q"  # SHED: the share of sheddable records the store asks the workers for
 
 SHED_REPEAT = 0.5
-"""Seconds between two repeats of the store's ``[TOPIC_SHED, True]`` while it sheds."""
+"""Seconds between two repeats of the store's ``[TOPIC_SHED, keep]`` while keep is below 1."""
 SHED_EXPIRY = 4 * SHED_REPEAT
-"""Seconds a worker keeps shedding after the last ``True`` it heard."""
+"""Seconds a worker applies a keep below 1 after it heard it (then it builds every record)."""
 
 INJECT_EVENTS = b"I"
 INJECT_REGROUP = b"G"
@@ -285,16 +290,17 @@ def unpack_done(data: bytes) -> int:
     return sent
 
 
-def pack_shed(shedding: bool) -> bytes:
-    return msgpack.packb((WIRE_VERSION, shedding))
+def pack_shed(keep: float) -> bytes:
+    return msgpack.packb((WIRE_VERSION, float(keep)))
 
 
-def unpack_shed(data: bytes) -> bool:
-    """Whether the store says it is shedding (see SHED above)."""
-    (shedding,) = _versioned(data, "shed", 1)
-    if not isinstance(shedding, bool):
-        raise WireError("shed: expected a bool")
-    return shedding
+def unpack_shed(data: bytes) -> float:
+    """The share of sheddable records the store asks the workers to build (see SHED above)."""
+    (keep,) = _versioned(data, "shed", 1)
+    # NOTE: a bool is an int to Python: refused, it is what wire version 4 said here.
+    if isinstance(keep, bool) or not isinstance(keep, int | float) or not 0.0 <= keep <= 1.0:
+        raise WireError(f"shed: expected a keep ratio in [0, 1], got {keep!r}")
+    return float(keep)
 
 
 def source_header(fields: tuple[Any, ...]) -> SourceHeader:

@@ -9,8 +9,8 @@ frame is taken whole, even one that passes the limit (by at most its own records
 drain round); once ``limit`` or more wait, each arriving frame is dropped whole, at once, and
 counted by the caller. So the receiver keeps draining the fan-out, memory stays bounded, and
 routing never notices the database either way. A *kept* frame (otszmq.wire: SHED, records of
-the kinds workers still build while the store sheds) is taken until KEPT_ROOM times ``limit``
-records wait: they are few, and no later report makes up for them.
+the kinds workers build even when the store asks for no other) is taken until KEPT_ROOM times
+``limit`` records wait: they are few, and no later report makes up for them.
 """
 
 from __future__ import annotations

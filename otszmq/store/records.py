@@ -2,16 +2,19 @@
 
 Parse once (STYLE rule 6): the worker already holds the :class:`CotEvent` (and its lxml
 ``<detail>`` element), so it builds the record right after routing, and the store stage only
-unpacks msgpack, never XML. This module is that format, sans-IO: :func:`record_from_event` and
+unpacks msgpack, never XML. This module is that format, sans-IO: :func:`record_kind`,
+:func:`sheddable`, :func:`build_record` (or :func:`record_from_event`, all three at once) and
 :func:`pack_records` (worker side), :func:`count_records`, :func:`unpack_records` and
 :func:`decode_record` (store side). It imports neither peewee nor ZeroMQ.
 
 Frames: ``[TOPIC_RECORD, records]``, one per worker drain round (see :mod:`otszmq.wire`), where
-``records`` is one msgpack array ``[RECORD_VERSION, [record, record, ...]]``: packed once per
-round, in C, rather than once per record.
+``records`` is one msgpack array ``[RECORD_VERSION, skipped, [record, record, ...]]``: packed
+once per round, in C, rather than once per record. ``skipped`` is the number of sheddable
+records the worker did not build since its previous frame, because the store asked for fewer
+(SHED in otszmq.wire): with it the store knows what it could have had (otszmq.store.shedding).
 
-Record layout (``RECORD_VERSION`` 3; 2 packed each record on its own with the version in it, 1
-had no ``groups``): a msgpack array with fixed positions::
+Record layout (``RECORD_VERSION`` 4; 3 had no ``skipped`` in the frame, 2 packed each record on
+its own with the version in it, 1 had no ``groups``): a msgpack array with fixed positions::
 
     idx  field       msgpack type      meaning
     0    kind        str               a RecordKind: which tables the record feeds
@@ -87,14 +90,17 @@ __all__ = [
     "Record",
     "RecordFields",
     "RecordKind",
+    "build_record",
     "count_records",
     "decode_record",
     "pack_records",
     "record_from_event",
+    "record_kind",
+    "sheddable",
     "unpack_records",
 ]
 
-RECORD_VERSION: Final = 3
+RECORD_VERSION: Final = 4
 _FIELDS: Final = 18  # entries of one record's array
 
 
@@ -232,7 +238,7 @@ def _marker(event: CotEvent, detail: _Element | None) -> Detail:
 
 def _chat(event: CotEvent, detail: _Element | None) -> Detail:
     chat = event.chat
-    assert chat is not None  # _kind() only picks CHAT when <__chat> is present
+    assert chat is not None  # record_kind() only picks CHAT when <__chat> is present
     members: list[str] = []
     if detail is not None:
         for child in detail:
@@ -337,7 +343,7 @@ _BY_EVENT_KIND: Final = {
 }
 
 
-def _kind(event: CotEvent) -> str | None:
+def record_kind(event: CotEvent) -> str | None:
     """The RecordKind of an event, or None for what is never stored (pings, negotiation)."""
     kind = classify(event.type)
     if kind is EventKind.SA:
@@ -355,34 +361,27 @@ def _kind(event: CotEvent) -> str | None:
     return _BY_EVENT_KIND.get(kind, RecordKind.EVENT)
 
 
-def _kept_while_shedding(kind: str, event: CotEvent) -> bool:
+def sheddable(kind: str, event: CotEvent) -> bool:
+    """Whether a record of this kind may go unbuilt while the store sheds (otszmq.wire: SHED):
+    all but KEPT_WHILE_SHEDDING, and markers a person placed (CoT ``how`` h-*)."""
     if kind == RecordKind.MARKER:
-        return event.how.startswith("h")
-    return kind in KEPT_WHILE_SHEDDING
+        return not event.how.startswith("h")
+    return kind not in KEPT_WHILE_SHEDDING
 
 
 RecordFields = tuple[Any, ...]
 """One record as the worker builds it: the layout above, in order."""
 
 
-def record_from_event(
-    event: CotEvent,
-    sender_uid: str,
-    groups: Sequence[str] = (),
-    *,
-    shedding: bool = False,
-) -> RecordFields | None:
-    """The record of a routed event, or None when the store keeps nothing of it.
+def build_record(
+    kind: str, event: CotEvent, sender_uid: str, groups: Sequence[str] = ()
+) -> RecordFields:
+    """The record of a routed event of this ``kind`` (:func:`record_kind`).
 
-    ``groups``: the channels the event was written to (the source's IN groups). ``shedding``:
-    the store sheds (otszmq.wire): None unless the event is kept then (KEPT_WHILE_SHEDDING).
-
-    Never raises for an event :class:`~otszmq.workers.cot.CotParser` accepted: every value is
-    read as sent and interpreted by the store.
+    ``groups``: the channels the event was written to (the source's IN groups). Never raises
+    for an event :class:`~otszmq.workers.cot.CotParser` accepted: every value is read as sent
+    and interpreted by the store.
     """
-    kind = _kind(event)
-    if kind is None or (shedding and not _kept_while_shedding(kind, event)):
-        return None
     reader = _READERS.get(kind)
     detail = None if reader is None else reader(event, event.detail)
     return (
@@ -393,14 +392,23 @@ def record_from_event(
     )
 
 
-def pack_records(records: Sequence[RecordFields]) -> bytes:
-    """One record frame for a round's records."""
+def record_from_event(
+    event: CotEvent, sender_uid: str, groups: Sequence[str] = ()
+) -> RecordFields | None:
+    """The record of a routed event, or None when the store keeps nothing of it (tests,
+    tools; a worker calls the three steps itself to shed some)."""
+    kind = record_kind(event)
+    return None if kind is None else build_record(kind, event, sender_uid, groups)
+
+
+def pack_records(records: Sequence[RecordFields], skipped: int = 0) -> bytes:
+    """One record frame for a round's records, saying how many sheddable ones were skipped."""
     # PERF: datetimes go in as msgpack Timestamps, packed in C (faster than timestamp() calls,
     # and exact to the microsecond both ways).
-    return msgpack.packb((RECORD_VERSION, records), datetime=True)
+    return msgpack.packb((RECORD_VERSION, skipped, records), datetime=True)
 
 
-_NOT_A_BATCH: Final = "records: expected [version, [record, ...]]"
+_NOT_A_BATCH: Final = "records: expected [version, skipped, [record, ...]]"
 
 
 def _check_version(version: object) -> None:
@@ -408,8 +416,15 @@ def _check_version(version: object) -> None:
         raise StoreError(f"records: version {version!r}, expected {RECORD_VERSION}")
 
 
-def count_records(data: bytes) -> int:
-    """The number of records in a frame, read from its header: the records stay packed.
+def _skipped(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise StoreError(f"records: skipped must be an int >= 0, got {value!r}")
+    return value
+
+
+def count_records(data: bytes) -> tuple[int, int]:
+    """The numbers of records in a frame and of records its worker skipped, read from its
+    header: the records stay packed.
 
     :class:`StoreError` if the frame does not begin as a record batch of this version (what
     follows the header is checked by :func:`unpack_records`, later). PERF: ~5 us a frame,
@@ -418,13 +433,14 @@ def count_records(data: bytes) -> int:
     unpacker = msgpack.Unpacker()
     try:
         unpacker.feed(data)
-        if unpacker.read_array_header() != 2:
+        if unpacker.read_array_header() != 3:
             raise StoreError(_NOT_A_BATCH)
         _check_version(unpacker.unpack())
+        skipped = _skipped(unpacker.unpack())
         count: int = unpacker.read_array_header()
     except (ValueError, msgpack.UnpackException) as exc:
         raise StoreError(f"records: not a record batch: {exc}") from exc
-    return count
+    return count, skipped
 
 
 def unpack_records(data: bytes) -> list[Any]:
@@ -437,10 +453,11 @@ def unpack_records(data: bytes) -> list[Any]:
         batch = msgpack.unpackb(data, use_list=True, timestamp=3)  # 3: aware UTC datetimes
     except (ValueError, OverflowError, msgpack.UnpackException) as exc:
         raise StoreError(f"records: not msgpack: {exc}") from exc
-    if not isinstance(batch, list) or len(batch) != 2 or not isinstance(batch[1], list):
+    if not isinstance(batch, list) or len(batch) != 3 or not isinstance(batch[2], list):
         raise StoreError(_NOT_A_BATCH)
     _check_version(batch[0])
-    return batch[1]
+    _skipped(batch[1])
+    return batch[2]
 
 
 def _datetime(value: Any) -> datetime:

@@ -10,9 +10,11 @@ arrived; optionally lingering for a fuller batch), unpacks, checks and writes th
 transaction, and prunes old rows on a schedule, leaving the core for a moment after each
 ``work_slice`` of work (:mod:`otszmq.pacing`: why).
 
-SHED (otszmq.wire): while its queue is full the store tells the workers so, and they build
-only the records of what people write by hand (sent as kept frames, which the buffer takes past
-its limit) until it has room again (half its limit).
+SHED (otszmq.wire): every tick the main thread works out the share of sheddable records it
+wants from the workers (otszmq.store.shedding: what the writer writes, what the queue holds,
+what the workers could send) and tells them when it changes; what people write by hand is
+always built (sent as kept frames while the share is 0, which the buffer takes past its
+limit).
 
 Shutdown: stop receiving, drain what the SUB socket already holds, then the writer writes
 everything buffered before the process exits.
@@ -37,6 +39,7 @@ from otszmq.metrics import Counters, publish_stats
 from otszmq.store.buffer import Frame, RecordBuffer
 from otszmq.store.priority import lower_priority
 from otszmq.store.records import Record, count_records, decode_record, unpack_records
+from otszmq.store.shedding import TICK, KeepController, worth_announcing
 from otszmq.store.writer import DatabaseUnavailable, RecordWriter, Retention
 from otszmq.wire import SHED_REPEAT, TOPIC_RECORD_KEPT, TOPIC_SHED, pack_shed
 
@@ -46,12 +49,11 @@ DRAIN_BATCH: Final = 500  # SUB messages (record batches) per main-loop turn
 RETRY_FIRST: Final = 0.5  # seconds: back-off while the database is unavailable
 RETRY_MAX: Final = 10.0
 STOP_RETRY_WINDOW: Final = 10.0  # at shutdown, keep retrying an unavailable database this long
-SHED_CHECK: Final = 0.05  # seconds between two looks at the queue while shedding
 
 COUNTERS: Final = (
     "records_in", "records_dropped", "records_written", "records_malformed", "records_failed",
     "records_lost", "batches_written", "write_retries", "pruned_points", "pruned_cot",
-    "pruned_chat", "wire_errors", "shed_starts",
+    "pruned_chat", "wire_errors", "shed_starts", "records_skipped",
 )
 
 
@@ -94,10 +96,14 @@ class StoreService:
         # Under overload records are dropped, and SHED starts, every few seconds or more often:
         # a line per interval says so (otszmq.logthrottle).
         self._drop_log = LogThrottle()
-        self._shedding = False
+        self._keeper = KeepController(config.queue_limit)
+        self._announced = 1.0  # the keep ratio the workers were last told
         self._next_shed_repeat = 0.0
         self._shed_log = LogThrottle()
-        self.counters.gauge("shedding", lambda: float(self._shedding))
+        self.counters.gauge("shedding", lambda: float(self._announced < 1.0))
+        self.counters.gauge("keep_ratio", lambda: self._announced)
+        self.counters.gauge("write_rate", lambda: round(self._keeper.write_rate, 1))
+        self.counters.gauge("record_demand", lambda: round(self._keeper.demand, 1))
 
     def request_stop(self) -> None:
         self._stop = True
@@ -110,19 +116,22 @@ class StoreService:
         poller = zmq.Poller()
         poller.register(self._sub, zmq.POLLIN)
         poller.register(self._wakeup_fd, zmq.POLLIN)
-        next_stats = time.monotonic()
+        next_stats = next_tick = time.monotonic()
+        self._update_keep(next_tick)  # SHED: counts from zero, before anything is drained
+        next_tick += TICK
         log.info("%s started", self.config.name)
         try:
             while not self._stop and writer.is_alive():
-                timeout = next_stats - time.monotonic()
-                if self._shedding:  # the queue drains with nothing arriving: look again soon
-                    timeout = min(timeout, SHED_CHECK)
+                timeout = min(next_stats, next_tick) - time.monotonic()
                 for sock, _ in poller.poll(max(0, int(timeout * 1000))):
                     if sock == self._wakeup_fd:
                         os.read(self._wakeup_fd, 512)
                     else:
                         self._drain(DRAIN_BATCH)
-                self._update_shedding(time.monotonic())
+                now = time.monotonic()
+                if now >= next_tick:
+                    self._update_keep(now)
+                    next_tick = now + TICK
                 if time.monotonic() >= next_stats:
                     self._publish_stats()
                     next_stats = time.monotonic() + self.config.stats_interval
@@ -151,38 +160,45 @@ class StoreService:
             try:
                 if len(frames) != 2:
                     raise StoreError(f"expected [topic, records], got {len(frames)} frames")
-                records = count_records(frames[1])
+                records, skipped = count_records(frames[1])
             except StoreError as exc:
                 values["wire_errors"] += 1
                 log.warning("dropping a malformed record message: %s", exc)
                 continue
             values["records_in"] += records
+            values["records_skipped"] += skipped
             if not self.buffer.put(frames[1], records, kept=frames[0] == TOPIC_RECORD_KEPT):
                 values["records_dropped"] += records
                 self._dropped(records)
         return limit
 
-    def _update_shedding(self, now: float) -> None:
-        """SHED: start when the queue is full, repeat while it lasts, end at half the limit."""
-        buffer = self.buffer
-        if not self._shedding and buffer.full:
-            self._shedding = True
-            self._next_shed_repeat = now  # say it at once
-            self.counters.values["shed_starts"] += 1
-            if self._shed_log.allow(now=now):
-                log.warning(
-                    "%s: queue full (%d records), the database is behind: the workers record "
-                    "only what people write until it is down to half (%d times so far)",
-                    self.config.name, len(buffer), self.counters.values["shed_starts"],
-                )
-        elif self._shedding and len(buffer) <= buffer.limit // 2:
-            self._shedding = False
-            log.debug("%s: queue down to %d records: the workers store again",
-                      self.config.name, len(buffer))
-            self._stats_pub.send_multipart((TOPIC_SHED, pack_shed(False)))
-        if self._shedding and now >= self._next_shed_repeat:
-            self._stats_pub.send_multipart((TOPIC_SHED, pack_shed(True)))
-            self._next_shed_repeat = now + SHED_REPEAT
+    def _update_keep(self, now: float) -> None:
+        """SHED: work out the share of sheddable records to ask for; say it when it changes,
+        and again every SHED_REPEAT while it is below 1 (the workers' word expires)."""
+        values = self.counters.values
+        keep = self._keeper.update(
+            now, values["records_in"], values["records_skipped"], values["records_written"],
+            len(self.buffer),
+        )
+        announced = self._announced
+        if worth_announcing(keep, announced):
+            if announced >= 1.0:
+                values["shed_starts"] += 1
+                if self._shed_log.allow(now=now):
+                    log.warning(
+                        "%s: the database writes %.0f records/s of the %.0f/s the workers could "
+                        "send: they build %.0f%% of position reports and feeds' records now "
+                        "(what people write, always), %d records queued (%d times so far)",
+                        self.config.name, self._keeper.write_rate, self._keeper.demand,
+                        100 * keep, len(self.buffer), values["shed_starts"],
+                    )
+            elif keep >= 1.0:
+                log.debug("%s: the workers build every record again", self.config.name)
+        elif not (keep < 1.0 and now >= self._next_shed_repeat):
+            return
+        self._announced = keep
+        self._stats_pub.send_multipart((TOPIC_SHED, pack_shed(keep)))
+        self._next_shed_repeat = now + SHED_REPEAT
 
     def _dropped(self, count: int) -> None:
         """Say that the database is falling behind: the first drop, then a tally now and then."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import time
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ import zmq
 from otszmq.errors import CotParseError, WireError
 from otszmq.logthrottle import LogThrottle
 from otszmq.metrics import Counters, publish_stats
-from otszmq.store.records import pack_records, record_from_event
+from otszmq.store.records import build_record, pack_records, record_kind, sheddable
 from otszmq.wire import (
     DONE,
     HEARTBEAT_INTERVAL,
@@ -57,6 +58,8 @@ PUBLISH_EVENTS = 200
 NOTE: the first event of a batch waits for every event parsed after it. A worker that has
 fallen behind drains DRAIN_EVENTS at ~20-40 µs each: published once per round, its first
 events waited 20-40 ms more; this bound caps that wait at a few ms."""
+SKIP_REPORT_INTERVAL = 0.1
+"""SHED: seconds between two record frames that only say how many records were skipped."""
 SOURCE_CACHE_LIMIT = 10_000
 """Checked source headers kept (one per live connection and identity); cleared when full."""
 BAD_INPUT_LOG_BURST = 20
@@ -112,9 +115,15 @@ class WorkerService:
         )
         # STORE: records of this drain round for the store stage (see _drain).
         self._records: list[tuple[object, ...]] = []
-        self._records_all_kept = True  # SHED: every one of them built while shedding
+        self._records_all_kept = True  # SHED: every one of them built while keep was 0
+        self._skipped = 0  # SHED: sheddable records not built since the last record frame
+        self._last_record_frame = 0.0  # its monotonic time
         self._shed_sub = shed_sub
-        self._shed_until = 0.0  # SHED: shed until this (monotonic) time; 0: not shedding
+        self._keep = 1.0  # SHED: the share of sheddable records to build, as the store said
+        self._keep_until = 0.0  # SHED: ... until this (monotonic) time; 0: build them all
+        # SHED: which sheddable records to build is drawn at random, so that every source is
+        # thinned alike (a counter would pick the same source each time in a periodic stream).
+        self._draw = random.Random().random
         self._stop = False
 
     def request_stop(self) -> None:
@@ -162,12 +171,13 @@ class WorkerService:
             try:
                 if len(frames) != 2:
                     raise WireError(f"expected [topic, shed], got {len(frames)} frames")
-                shedding = unpack_shed(frames[1])
+                keep = unpack_shed(frames[1])
             except WireError as exc:
                 self.counters.values["wire_errors"] += 1
                 self._bad_input.warning(log, "ignoring a malformed word from the store: %s", exc)
                 continue
-            self._shed_until = time.monotonic() + SHED_EXPIRY if shedding else 0.0
+            self._keep = keep
+            self._keep_until = time.monotonic() + SHED_EXPIRY if keep < 1.0 else 0.0
 
     def _hello(self) -> None:
         name = self.config.name.encode()
@@ -200,12 +210,18 @@ class WorkerService:
         # message of their own, so routing never waits on them (wire.py: [TOPIC_RECORD,
         # records]); the store lingers to fill its transactions anyway, so records gain
         # nothing from going out sooner, and one message per round keeps its receive cost.
-        if self._records:
+        # SHED: what it skipped goes with them, or on its own now and then when it built none
+        # (the store must see what it could have had to ask for more).
+        if self._records or (
+            self._skipped and time.monotonic() >= self._last_record_frame + SKIP_REPORT_INTERVAL
+        ):
             self.counters.values["records_out"] += len(self._records)
             topic = TOPIC_RECORD_KEPT if self._records_all_kept else TOPIC_RECORD
-            self._pub.send_multipart((topic, pack_records(self._records)))
+            self._pub.send_multipart((topic, pack_records(self._records, self._skipped)))
             self._records = []
             self._records_all_kept = True
+            self._skipped = 0
+            self._last_record_frame = time.monotonic()
         # CREDIT: once per round, after its events are published (wire.py). Again: that
         # ingest is gone or not yet connected; the next round's DONE says the same and more.
         if done is not None:
@@ -319,14 +335,15 @@ class WorkerService:
         counters = self.counters.values
         counters["events_in"] += len(results)
         records = self._records if self.config.records else None
-        # SHED: the store would drop most records unread, and building them would cost routing:
-        # only those it keeps while shedding are built (otszmq.wire).
-        # NOTE: _shed_until first, so a worker that is not shedding reads no clock per batch.
-        shedding = (
-            records is not None and self._shed_until > 0.0 and time.monotonic() < self._shed_until
+        # SHED: the store asks for the share of sheddable records it can write; building the
+        # rest would cost routing for nothing (otszmq.wire).
+        # NOTE: _keep_until first, so a worker that is not shedding reads no clock per batch.
+        keep = (
+            self._keep if self._keep_until > 0.0 and time.monotonic() < self._keep_until else 1.0
         )
-        if records is not None and not shedding:
+        if records is not None and keep > 0.0:
             self._records_all_kept = False
+        draw = self._draw
         well_formed = True
         for event in results:
             if isinstance(event, CotParseError):
@@ -345,13 +362,14 @@ class WorkerService:
             # STORE HOOK: what the store keeps of this event, built from the parsed event (the
             # store never parses XML); None for what it does not keep.
             if records is not None:
-                record = record_from_event(
-                    event, source.sender_uid, source.groups_in, shedding=shedding
-                )
-                if record is not None:
-                    records.append(record)
-                elif shedding:
+                kind = record_kind(event)
+                if kind is None:
+                    continue
+                if keep < 1.0 and (keep <= 0.0 or draw() >= keep) and sheddable(kind, event):
+                    self._skipped += 1
                     counters["events_not_stored"] += 1
+                    continue
+                records.append(build_record(kind, event, source.sender_uid, source.groups_in))
         return well_formed
 
     @staticmethod

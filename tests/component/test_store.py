@@ -352,9 +352,12 @@ def test_records_kept_while_shedding_are_taken_past_a_full_queue(url, tmp_path):
         assert CotLog.select().count() == 15
 
 
-def test_a_full_queue_tells_the_workers_to_shed_until_it_is_down_to_half(url, tmp_path):
-    # The writer lingers FLUSH s for a fuller batch: until then the queue stays full, and the
-    # store keeps repeating that it sheds; once it writes, the queue is empty and it says so.
+def test_a_backlog_the_writer_cannot_take_asks_the_workers_for_none_until_it_is_written(
+    url, tmp_path
+):
+    # The writer lingers FLUSH s for a fuller batch: until then nothing is written, so records
+    # arrive beyond anything the writer has shown it can do, and the store asks for none of the
+    # sheddable ones (SHED in otszmq.wire), repeating it; once it writes, it asks for all again.
     flush = 2.0
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     words = context.socket(zmq.SUB)  # where the fan-out would take the store's word
@@ -363,22 +366,32 @@ def test_a_full_queue_tells_the_workers_to_shed_until_it_is_down_to_half(url, tm
     words.bind(f"ipc://{tmp_path / 'in.ipc'}")
     try:
         with harness(url, tmp_path, queue_limit=10, flush_interval=flush) as store:
-            store.send([sa_fields(i) for i in range(15)])  # passes the limit: kept, queue full
-            said: list[bool] = []
-            give_up = time.monotonic() + flush + 10  # the True repeats: bound the wait for False
-            while (not said or said[-1]) and time.monotonic() < give_up:
+            store.send([sa_fields(i) for i in range(15)])
+            said: list[float] = []
+            give_up = time.monotonic() + flush + 10  # the word repeats: bound the wait for 1.0
+            while (not said or said[-1] < 1.0) and time.monotonic() < give_up:
                 assert words.poll(int((flush + 5) * 1000), zmq.POLLIN), f"store said only {said}"
                 topic, body = words.recv_multipart()
                 assert topic == TOPIC_SHED
                 said.append(unpack_shed(body))
-            assert said[0] is True and said[-1] is False
-            # The queue is down once the writer has taken the records, before it writes them.
+            assert said[0] == 0.0 and said[-1] == 1.0
+            assert len(said) >= 3  # repeated while it lasted (every SHED_REPEAT)
             wait_until("records written", lambda: store.counters["records_written"] == 15)
             assert store.counters["shed_starts"] == 1
-            assert store.service.counters.snapshot()["gauges"]["shedding"] == 0.0
+            gauges = store.service.counters.snapshot()["gauges"]
+            assert (gauges["shedding"], gauges["keep_ratio"]) == (0.0, 1.0)
     finally:
         words.close()
         context.term()
+
+
+def test_what_the_workers_skipped_is_counted(url, tmp_path):
+    with harness(url, tmp_path) as store:
+        store.send_frame(pack_records([sa_fields(1)], skipped=40))
+        store.send_frame(pack_records([], skipped=2), TOPIC_RECORD_KEPT)
+        wait_until("frames counted", lambda: store.counters["records_skipped"] == 42)
+        wait_until("records written", lambda: store.counters["records_written"] == 1)
+        assert store.counters["records_in"] == 1
 
 
 def test_a_frame_larger_than_a_batch_is_written_in_batches(url, tmp_path):

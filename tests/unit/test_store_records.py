@@ -64,8 +64,8 @@ def test_event_without_point_has_no_position():
 def test_layout_is_a_versioned_batch_of_fixed_arrays():
     fields = record_from_event(parse_event(SA), "s", ("B", "A"))
     assert fields is not None
-    version, (items, again) = msgpack.unpackb(pack_records([fields, fields]))
-    assert version == RECORD_VERSION
+    version, skipped, (items, again) = msgpack.unpackb(pack_records([fields, fields], 7))
+    assert (version, skipped) == (RECORD_VERSION, 7)
     assert items == again
     assert len(items) == 18
     assert items[0] == "eud"
@@ -327,7 +327,7 @@ def _items() -> list[object]:
 
 
 def _frame(items: list[object]) -> bytes:
-    return msgpack.packb([RECORD_VERSION, [items]], datetime=True)
+    return msgpack.packb([RECORD_VERSION, 0, [items]], datetime=True)
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -352,9 +352,12 @@ def test_malformed_records_raise_store_error(change, message):
 
 @pytest.mark.parametrize(("data", "message"), [
     (b"\xc1", "not msgpack"),
-    (msgpack.packb([RECORD_VERSION]), r"\[version, \[record"),
-    (msgpack.packb([RECORD_VERSION, "x"]), r"\[version, \[record"),
-    (msgpack.packb([99, []]), "version 99"),
+    (msgpack.packb([RECORD_VERSION]), r"\[version, skipped, \[record"),
+    (msgpack.packb([RECORD_VERSION, 0, "x"]), r"\[version, skipped, \[record"),
+    (msgpack.packb([RECORD_VERSION, []]), r"\[version, skipped, \[record"),  # version 3's
+    (msgpack.packb([RECORD_VERSION, -1, []]), "skipped must be an int >= 0"),
+    (msgpack.packb([RECORD_VERSION, True, []]), "skipped must be an int >= 0"),
+    (msgpack.packb([99, 0, []]), "version 99"),
 ])
 def test_malformed_record_frames_raise_store_error(data, message):
     with pytest.raises(StoreError, match=message):
@@ -364,20 +367,22 @@ def test_malformed_record_frames_raise_store_error(data, message):
 def test_count_records_reads_only_the_header():
     fields = record_from_event(parse_event(SA), "s")
     assert fields is not None
-    frame = pack_records([fields] * 3)
-    assert count_records(frame) == 3
-    assert count_records(pack_records([])) == 0
-    assert count_records(frame[:-10]) == 3  # the body is unpack_records' to check
+    frame = pack_records([fields] * 3, 12)
+    assert count_records(frame) == (3, 12)
+    assert count_records(pack_records([])) == (0, 0)
+    assert count_records(frame[:-10]) == (3, 12)  # the body is unpack_records' to check
 
 
 @pytest.mark.parametrize(("data", "message"), [
     (b"\xc1", "not a record batch"),
     (b"", "not a record batch"),
     (msgpack.packb({"a": 1}), "not a record batch"),
-    (msgpack.packb([RECORD_VERSION]), r"\[version, \[record"),
-    (msgpack.packb([RECORD_VERSION, "x"]), "not a record batch"),
-    (msgpack.packb([RECORD_VERSION, [], 1]), r"\[version, \[record"),
-    (msgpack.packb([99, []]), "version 99"),
+    (msgpack.packb([RECORD_VERSION]), r"\[version, skipped, \[record"),
+    (msgpack.packb([RECORD_VERSION, 0, "x"]), "not a record batch"),
+    (msgpack.packb([RECORD_VERSION, []]), r"\[version, skipped, \[record"),  # version 3's
+    (msgpack.packb([RECORD_VERSION, 0, [], 1]), r"\[version, skipped, \[record"),
+    (msgpack.packb([RECORD_VERSION, "x", []]), "skipped must be an int >= 0"),
+    (msgpack.packb([99, 0, []]), "version 99"),
 ])
 def test_count_records_refuses_what_is_not_a_record_batch(data, message):
     with pytest.raises(StoreError, match=message):
@@ -387,7 +392,8 @@ def test_count_records_refuses_what_is_not_a_record_batch(data, message):
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_only_raise_store_error_when_counted(data):
     with contextlib.suppress(StoreError):
-        assert count_records(data) >= 0
+        count, skipped = count_records(data)
+        assert count >= 0 and skipped >= 0
 
 
 @given(st.binary(max_size=200))

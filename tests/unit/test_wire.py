@@ -75,15 +75,19 @@ def test_malformed_done_raises_wire_error(data):
         unpack_done(data)
 
 
-@pytest.mark.parametrize("shedding", [True, False])
-def test_shed_round_trips(shedding):
-    assert unpack_shed(pack_shed(shedding)) is shedding
+@pytest.mark.parametrize("keep", [0.0, 0.05, 0.5, 1.0, 0, 1])
+def test_shed_round_trips(keep):
+    assert unpack_shed(pack_shed(keep)) == keep
+    assert isinstance(unpack_shed(pack_shed(keep)), float)
 
 
 @pytest.mark.parametrize("data", [
-    b"", msgpack.packb(True), msgpack.packb([WIRE_VERSION]), msgpack.packb([WIRE_VERSION, 1]),
-    msgpack.packb([WIRE_VERSION, "yes"]), msgpack.packb([WIRE_VERSION, True, False]),
-    msgpack.packb([WIRE_VERSION - 1, True]),
+    b"", msgpack.packb(True), msgpack.packb([WIRE_VERSION]),
+    msgpack.packb([WIRE_VERSION, "yes"]), msgpack.packb([WIRE_VERSION, 0.5, 0.5]),
+    msgpack.packb([WIRE_VERSION, True]),  # what wire version 4 said: refused, not read as 1.0
+    msgpack.packb([WIRE_VERSION, -0.1]), msgpack.packb([WIRE_VERSION, 1.5]),
+    msgpack.packb([WIRE_VERSION, 2]), msgpack.packb([WIRE_VERSION, float("nan")]),
+    msgpack.packb([WIRE_VERSION - 1, 0.5]),
 ])
 def test_malformed_shed_raises_wire_error(data):
     with pytest.raises(WireError, match="shed"):

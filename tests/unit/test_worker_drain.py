@@ -3,14 +3,18 @@ while the store says it sheds, only those of the kinds it keeps then (SHED in ot
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
+import random
 from collections.abc import Iterator
+from typing import Any
 
 import msgpack
 import pytest
 import zmq
 
-from otszmq.store.records import unpack_records
+from otszmq.store.records import count_records, unpack_records
 from otszmq.wire import (
     DONE,
     TOPIC_EVENT,
@@ -199,24 +203,52 @@ def test_a_malformed_message_is_counted_and_reports_no_done(rig: Rig) -> None:
     assert rig.dones() == [4]
 
 
-def test_no_records_are_built_while_the_store_sheds_and_they_return_when_it_stops(
+def record_frames(published: list[tuple[bytes, bytes]]) -> list[tuple[bytes, int, list[Any]]]:
+    """(topic, skipped, records) of each record frame published."""
+    frames = []
+    for topic, body in published:
+        if topic in (TOPIC_RECORD, TOPIC_RECORD_KEPT):
+            _, skipped = count_records(body)
+            frames.append((topic, skipped, unpack_records(body)))
+    return frames
+
+
+def test_no_records_are_built_while_the_store_keeps_none_and_they_return_when_it_does(
     rig: Rig,
 ) -> None:
-    rig.say_shed(pack_shed(True))
+    rig.say_shed(pack_shed(0.0))
     rig.send_work(2, 10)
     rig.wait_queued()
     rig.worker._drain(rig.dealer)
 
     published = rig.published()
-    assert [topic for topic, _ in published] == [TOPIC_EVENT]  # routed as ever, no records
-    assert len(unpack_routed_batch(published[0][1]).events) == 20
+    assert [topic for topic, _ in published] == [TOPIC_EVENT, TOPIC_RECORD_KEPT]
+    assert len(unpack_routed_batch(published[0][1]).events) == 20  # routed as ever
+    # No record, but the store hears what it could have had.
+    assert record_frames(published) == [(TOPIC_RECORD_KEPT, 20, [])]
     assert rig.worker.counters.values["events_not_stored"] == 20
     assert rig.worker.counters.values["records_out"] == 0
 
-    rig.say_shed(pack_shed(False))
+    rig.say_shed(pack_shed(1.0))
     assert rig.round_topics(1, 5) == [TOPIC_EVENT, TOPIC_RECORD]
     assert rig.worker.counters.values["records_out"] == 5
     assert rig.worker.counters.values["events_not_stored"] == 20
+
+
+def test_skipped_records_alone_are_reported_at_most_every_interval(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_service, "SKIP_REPORT_INTERVAL", 3600.0)
+    rig.say_shed(pack_shed(0.0))
+    assert rig.round_topics(1, 4) == [TOPIC_EVENT, TOPIC_RECORD_KEPT]  # the first at once
+    assert rig.round_topics(1, 6) == [TOPIC_EVENT]  # then not before the interval...
+    rig.say_shed(pack_shed(1.0))
+    rig.send_work(1, 2)
+    rig.wait_queued()
+    rig.worker._drain(rig.dealer)
+    # ... unless records go anyway: they carry the count.
+    assert [(topic, skipped, len(records)) for topic, skipped, records in
+            record_frames(rig.published())] == [(TOPIC_RECORD, 6, 2)]
 
 
 def alert_event(uid: str) -> bytes:
@@ -224,8 +256,10 @@ def alert_event(uid: str) -> bytes:
     return instant_event(uid, "b-a-o-tbl", "h-e", '<emergency type="911 Alert">BOB</emergency>')
 
 
-def test_while_the_store_sheds_what_people_write_is_still_recorded_as_kept(rig: Rig) -> None:
-    rig.say_shed(pack_shed(True))
+def test_while_the_store_keeps_none_what_people_write_is_still_recorded_as_kept(
+    rig: Rig,
+) -> None:
+    rig.say_shed(pack_shed(0.0))
     # A feed's track (an a-* with no device behind it, how m-g) is a marker that is shed.
     track = sa_event("track-1", "AIS 1", endpoint="")
     rig.send_events([
@@ -238,14 +272,15 @@ def test_while_the_store_sheds_what_people_write_is_still_recorded_as_kept(rig: 
     published = rig.published()
     assert [topic for topic, _ in published] == [TOPIC_EVENT, TOPIC_RECORD_KEPT]
     assert len(unpack_routed_batch(published[0][1]).events) == 5
-    kept = unpack_records(published[1][1])
+    ((_, skipped, kept),) = record_frames(published)
     assert [(record[0], record[1]) for record in kept] == [
         ("alert", "alert-1"), ("marker", "spot-1"),
     ]
+    assert skipped == 3
     assert rig.worker.counters.values["events_not_stored"] == 3
 
     # Once the store takes everything again, a round's records are ordinary ones.
-    rig.say_shed(pack_shed(False))
+    rig.say_shed(pack_shed(1.0))
     rig.send_events([alert_event("alert-2"), sa_event("sa-3", "BOB")])
     rig.wait_queued()
     rig.worker._drain(rig.dealer)
@@ -254,18 +289,52 @@ def test_while_the_store_sheds_what_people_write_is_still_recorded_as_kept(rig: 
     assert [record[1] for record in unpack_records(published[1][1])] == ["alert-2", "sa-3"]
 
 
+def test_a_keep_ratio_thins_sheddable_records_at_random_and_keeps_the_rest(rig: Rig) -> None:
+    rig.say_shed(pack_shed(0.5))
+    draws = itertools.cycle([0.2, 0.7])  # below 0.5: built; at or above: skipped
+    rig.worker._draw = lambda: next(draws)
+    rig.send_events([sa_event(f"sa-{n}", "BOB") for n in range(6)] + [alert_event("alert-1")])
+    rig.wait_queued()
+    rig.worker._drain(rig.dealer)
+
+    ((topic, skipped, records),) = record_frames(rig.published())
+    # Thinned records are ordinary ones: the store's limit applies to them.
+    assert topic == TOPIC_RECORD
+    assert [record[1] for record in records] == ["sa-0", "sa-2", "sa-4", "alert-1"]
+    assert skipped == 3
+    assert rig.worker.counters.values["events_not_stored"] == 3
+
+
+def test_the_random_draw_thins_every_source_alike(rig: Rig) -> None:
+    # Ten sources in a fixed order, round after round: a counter would pick the same ones.
+    rig.say_shed(pack_shed(0.3))
+    rig.worker._draw = random.Random(20261206).random  # seeded: the test is deterministic
+    for round_ in range(60):
+        rig.send_work(10, 1, tag=f"r{round_}")
+    rig.wait_queued()
+    rig.worker._drain(rig.dealer)
+    rig.worker._drain(rig.dealer)
+    ((_, skipped, records),) = record_frames(rig.published())
+    per_source = collections.Counter(record[1].split("-")[1] for record in records)
+    assert skipped + len(records) == 600
+    assert 150 <= len(records) <= 210  # 30 % of 600, give or take
+    assert sorted(per_source) == [str(conn) for conn in range(10)]
+    assert max(per_source.values()) <= 3 * min(per_source.values())
+
+
 def test_shedding_ends_by_itself_when_the_store_stops_repeating_it(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A store that died while shedding never says False: the word expires instead.
+    # A store that died while shedding never says 1.0: the word expires instead.
     monkeypatch.setattr(worker_service, "SHED_EXPIRY", 0.0)
-    rig.say_shed(pack_shed(True))
+    rig.say_shed(pack_shed(0.0))
     assert rig.round_topics(1, 5) == [TOPIC_EVENT, TOPIC_RECORD]
     assert rig.worker.counters.values["events_not_stored"] == 0
 
 
 @pytest.mark.parametrize(
-    "body", [b"\xc1 not msgpack", pack_work(0, []), msgpack.packb((WIRE_VERSION, 1))]
+    "body", [b"\xc1 not msgpack", pack_work(0, []), msgpack.packb((WIRE_VERSION, True)),
+             msgpack.packb((WIRE_VERSION, 1.5))]
 )
 def test_a_malformed_shed_word_is_counted_and_changes_nothing(rig: Rig, body: bytes) -> None:
     rig.say_shed(body)
