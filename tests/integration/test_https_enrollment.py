@@ -258,7 +258,9 @@ def issue_token(node: Node, name: str, *flags: str) -> tuple[str, str]:
     qr = re.search(r"tak://com\.atakmap\.app/enroll\?\S+", out)
     assert qr is not None, out
     token = re.search(r"token=([A-Za-z0-9_-]+)", qr.group(0))
-    assert token is not None and token.group(1) in out.split("QR")[0]
+    # The token is also printed on its own, above the QR code's line. NOTE: split on that line's
+    # label, not on "QR": a random token holds those two letters about once in a hundred.
+    assert token is not None and token.group(1) in out.split("QR code text")[0]
     return token.group(1), qr.group(0)
 
 
