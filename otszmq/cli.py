@@ -15,6 +15,7 @@ from otszmq import __version__
 from otszmq.config import Settings, add_arguments, load_settings
 from otszmq.errors import OtszmqError
 from otszmq.pki.commands import PKI_COMMANDS, add_pki_arguments
+from otszmq.stats import LISTEN_INTERVALS
 
 COMMANDS = {
     "serve": "run every stage of one node (fan-out, workers, ingest) and supervise them",
@@ -61,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
         if command == "stats":
             sub.add_argument("--json", action="store_true", help="print JSON")
             sub.add_argument("--wait", type=float, default=None,
-                             help="seconds to listen (default: 2.5 stats intervals)")
+                             help=f"seconds to listen (default: {LISTEN_INTERVALS:g} stats "
+                             "intervals)")
     for command, help_text in PKI_COMMANDS.items():
         sub = commands.add_parser(command, help=help_text, description=help_text)
         add_pki_arguments(sub, command)
@@ -138,7 +140,7 @@ def _run(command: str, settings: Settings, args: argparse.Namespace) -> int:
         from otszmq.stats import collect, render
 
         logging.basicConfig(level=logging.WARNING)
-        wait = args.wait if args.wait is not None else 2.5 * settings.stats_interval
+        wait = args.wait if args.wait is not None else LISTEN_INTERVALS * settings.stats_interval
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
             snapshots = collect(context, settings.fanout_out_endpoint, wait)

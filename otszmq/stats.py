@@ -8,13 +8,20 @@ snapshot of each process it heard.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import zmq
 
 from otszmq.errors import OtszmqError, WireError
 from otszmq.wire import TOPIC_STATS, unpack_stats
+
+LISTEN_INTERVALS: Final = 2.5
+"""How many stats intervals to listen for to hear every process: a snapshot is due once an
+interval, but a fresh subscription must first travel through the fan-out to each publisher,
+and a busy process publishes late."""
 
 
 class NoStats(OtszmqError):
@@ -42,12 +49,82 @@ def collect(
                 snapshot = unpack_stats(frames[1])
             except WireError:
                 continue
-            latest[f"{snapshot.get('host')}/{snapshot.get('name')}"] = snapshot
+            latest[_key(snapshot)] = snapshot
     finally:
         sub.close()
     if not latest:
         raise NoStats(f"no stats heard on {endpoint} within {wait:g} s: is a node running?")
     return sorted(latest.values(), key=lambda s: (s.get("role", ""), s.get("name", "")))
+
+
+def _key(snapshot: dict[str, Any]) -> str:
+    return f"{snapshot.get('host')}/{snapshot.get('name')}"
+
+
+class StatsListener:
+    """The latest snapshot of every live process, heard by a thread that stays subscribed.
+
+    For a process that serves many requests (the API's ``/metrics`` and status routes). Why
+    not :func:`collect` per request: a subscription made per request hears a process only if
+    the process's next snapshot comes within the window, after the subscription has reached
+    it through the fan-out; on a loaded node a scrape now and then missed a process, which a
+    dashboard shows as a gap. Subscribed for good, a request reads what is already here.
+
+    The thread starts on the first call, in the process that makes it: a gunicorn arbiter
+    that builds the app before forking its workers never owns one a worker would inherit.
+    """
+
+    def __init__(self, endpoint: str, interval: float) -> None:
+        self._endpoint = endpoint
+        self._window = LISTEN_INTERVALS * interval
+        self._lock = threading.Lock()
+        self._latest: dict[str, tuple[float, dict[str, Any]]] = {}  # key -> (heard, snapshot)
+        self._started: float | None = None  # monotonic time the thread started
+        self._pid = 0  # the process the thread runs in
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """Each process's snapshot heard within the last window (the first call waits one
+        window to hear them); :class:`NoStats` if none."""
+        with self._lock:
+            if self._started is None or self._pid != os.getpid():
+                self._start()
+            assert self._started is not None
+            started = self._started
+        if (wait := started + self._window - time.monotonic()) > 0:
+            time.sleep(wait)  # the first window: every process publishes once in it
+        oldest = time.monotonic() - self._window
+        with self._lock:
+            live = [snap for heard, snap in self._latest.values() if heard >= oldest]
+        if not live:
+            raise NoStats(
+                f"no stats heard on {self._endpoint} within {self._window:g} s: "
+                "is a node running?"
+            )
+        return sorted(live, key=lambda s: (s.get("role", ""), s.get("name", "")))
+
+    def _start(self) -> None:
+        self._latest = {}
+        self._started = time.monotonic()
+        self._pid = os.getpid()
+        threading.Thread(target=self._listen, name="stats-listener", daemon=True).start()
+
+    def _listen(self) -> None:
+        # The thread's own context: a context is not inherited across fork, nor shared.
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        sub = context.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, TOPIC_STATS)
+        sub.connect(self._endpoint)
+        while True:
+            frames = sub.recv_multipart()
+            if len(frames) != 2:
+                continue
+            try:
+                snapshot = unpack_stats(frames[1])
+            except WireError:
+                continue
+            with self._lock:
+                self._latest[_key(snapshot)] = (time.monotonic(), snapshot)
 
 
 def render(snapshots: list[dict[str, Any]], out: TextIO, *, as_json: bool) -> None:

@@ -25,7 +25,7 @@ from otszmq.config import Settings
 from otszmq.errors import ConfigError, PkiError
 from otszmq.inject import Injector
 from otszmq.runtime import setup_logging
-from otszmq.stats import collect
+from otszmq.stats import StatsListener
 from otszmq.store.database import redact
 from otszmq.store.migrations import open_migrated
 
@@ -53,23 +53,10 @@ def app_from_settings(
         node_id=settings.name or socket.gethostname(),
         token_hours=settings.api_token_hours,
     )
-    endpoint = settings.fanout_out_endpoint
-    # Heard, not asked: one and a half stats intervals catch each process's next snapshot.
-    wait = 1.5 * settings.stats_interval
-
-    def counters() -> list[dict[str, Any]]:
-        import zmq  # noqa: PLC0415 -- only the status route needs it
-
-        # A context per call, made in the worker that uses it (never inherited over fork).
-        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        try:
-            return collect(context, endpoint, wait)
-        finally:
-            context.term()
-
+    counters = StatsListener(settings.fanout_out_endpoint, settings.stats_interval)
     injector = Injector.for_settings(settings, "api")
-    return create_app(config, ApiDeps(database=database, counters=counters, injector=injector,
-                                      listeners=listeners))
+    return create_app(config, ApiDeps(database=database, counters=counters.snapshots,
+                                      injector=injector, listeners=listeners))
 
 
 def tls_listeners(settings: Settings) -> TlsListeners | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import time
@@ -117,7 +118,8 @@ class WorkerService:
         self._records: list[tuple[object, ...]] = []
         self._records_all_kept = True  # SHED: every one of them built while keep was 0
         self._skipped = 0  # SHED: sheddable records not built since the last record frame
-        self._last_record_frame = 0.0  # its monotonic time
+        # Its monotonic time; -inf: the first report goes at once (monotonic counts from boot).
+        self._last_record_frame = -math.inf
         self._shed_sub = shed_sub
         self._keep = 1.0  # SHED: the share of sheddable records to build, as the store said
         self._keep_until = 0.0  # SHED: ... until this (monotonic) time; 0: build them all
