@@ -32,33 +32,54 @@ def collect(
     context: zmq.Context[zmq.Socket[bytes]], endpoint: str, wait: float
 ) -> list[dict[str, Any]]:
     """Snapshots heard on ``endpoint`` within ``wait`` seconds, one per process."""
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, TOPIC_STATS)
+    sub = _subscribe(context, endpoint)
     latest: dict[str, dict[str, Any]] = {}
     try:
-        sub.connect(endpoint)
         deadline = time.monotonic() + wait
         while (remaining := deadline - time.monotonic()) > 0:
             if not sub.poll(int(remaining * 1000) + 1):
                 continue
-            frames = sub.recv_multipart()
-            if len(frames) != 2:
-                continue
-            try:
-                snapshot = unpack_stats(frames[1])
-            except WireError:
-                continue
-            latest[_key(snapshot)] = snapshot
+            snapshot = _snapshot(sub.recv_multipart())
+            if snapshot is not None:
+                latest[_key(snapshot)] = snapshot
     finally:
         sub.close()
-    if not latest:
-        raise NoStats(f"no stats heard on {endpoint} within {wait:g} s: is a node running?")
-    return sorted(latest.values(), key=lambda s: (s.get("role", ""), s.get("name", "")))
+    return _per_process(list(latest.values()), endpoint, wait)
+
+
+def _subscribe(context: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> zmq.Socket[bytes]:
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, TOPIC_STATS)
+    try:
+        sub.connect(endpoint)
+    except zmq.ZMQError:
+        sub.close()  # a socket left open would hang the context's term()
+        raise
+    return sub
+
+
+def _snapshot(frames: list[bytes]) -> dict[str, Any] | None:
+    """The snapshot a bus message carries, or None for one that is not ``[topic, stats]``."""
+    if len(frames) != 2:
+        return None
+    try:
+        return unpack_stats(frames[1])
+    except WireError:
+        return None
 
 
 def _key(snapshot: dict[str, Any]) -> str:
     return f"{snapshot.get('host')}/{snapshot.get('name')}"
+
+
+def _per_process(
+    snapshots: list[dict[str, Any]], endpoint: str, wait: float
+) -> list[dict[str, Any]]:
+    """``snapshots`` by role and name; :class:`NoStats` if there are none."""
+    if not snapshots:
+        raise NoStats(f"no stats heard on {endpoint} within {wait:g} s: is a node running?")
+    return sorted(snapshots, key=lambda s: (s.get("role", ""), s.get("name", "")))
 
 
 class StatsListener:
@@ -95,12 +116,7 @@ class StatsListener:
         oldest = time.monotonic() - self._window
         with self._lock:
             live = [snap for heard, snap in self._latest.values() if heard >= oldest]
-        if not live:
-            raise NoStats(
-                f"no stats heard on {self._endpoint} within {self._window:g} s: "
-                "is a node running?"
-            )
-        return sorted(live, key=lambda s: (s.get("role", ""), s.get("name", "")))
+        return _per_process(live, self._endpoint, self._window)
 
     def _start(self) -> None:
         self._latest = {}
@@ -110,18 +126,10 @@ class StatsListener:
 
     def _listen(self) -> None:
         # The thread's own context: a context is not inherited across fork, nor shared.
-        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        sub = context.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, TOPIC_STATS)
-        sub.connect(self._endpoint)
+        sub = _subscribe(zmq.Context(), self._endpoint)
         while True:
-            frames = sub.recv_multipart()
-            if len(frames) != 2:
-                continue
-            try:
-                snapshot = unpack_stats(frames[1])
-            except WireError:
+            snapshot = _snapshot(sub.recv_multipart())
+            if snapshot is None:
                 continue
             with self._lock:
                 self._latest[_key(snapshot)] = (time.monotonic(), snapshot)
