@@ -111,8 +111,8 @@ class Settings:
         "otszmq.db in the data dir)", _STORE | _API | {"user", "ingest", "token"},
     )
     store_priority: str = _opt(
-        "idle", "CPU priority of the store's database writer: idle (only what routing leaves; "
-        "Linux SCHED_IDLE), low (nice 10) or normal", _STORE,
+        "idle", "CPU priority of the store's database writer process: idle (only what routing "
+        "leaves; Linux SCHED_IDLE), low (nice 10) or normal", _STORE,
     )
     store_work_slice: float = _opt(
         0.001, "seconds the store's writer works before it leaves its core for 0.2 ms, so that "

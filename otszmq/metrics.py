@@ -54,7 +54,7 @@ def process_snapshot(name: str, role: str, counters: Counters) -> dict[str, Any]
     snapshot = counters.snapshot()
     snapshot.update(
         name=name, role=role, pid=os.getpid(), host=socket.gethostname(), time=time.time(),
-        rss_bytes=_rss_bytes(),
+        rss_bytes=rss_bytes(),
     )
     return snapshot
 
@@ -69,9 +69,10 @@ def publish_stats(pub: zmq.Socket[bytes], name: str, role: str, counters: Counte
         counters.inc("stats_dropped")
 
 
-def _rss_bytes() -> int:
+def rss_bytes(pid: int | None = None) -> int:
+    """The resident memory of process ``pid`` (default: this one); 0 where unknown."""
     try:
-        with open("/proc/self/statm", "rb") as statm:
+        with open(f"/proc/{pid or 'self'}/statm", "rb") as statm:
             pages = int(statm.read().split()[1])
     except (OSError, ValueError, IndexError):
         return 0

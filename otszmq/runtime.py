@@ -43,12 +43,17 @@ def tune_gc() -> None:
 def setup_logging(settings: Settings, role: str) -> str:
     """Configure the root logger for this process; returns the process name."""
     name = settings.name or f"{role}-{os.getpid()}"
+    configure_logging(name, settings.log_level_number)
+    return name
+
+
+def configure_logging(name: str, level: int) -> None:
+    """Log to stderr at ``level``, each line naming the process ``name``."""
     logging.basicConfig(
-        level=settings.log_level_number,
+        level=level,
         stream=sys.stderr,
         format=f"%(asctime)s %(levelname)-7s {name} %(name)s: %(message)s",
     )
-    return name
 
 
 def instance_id(name: str) -> str:

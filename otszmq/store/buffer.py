@@ -1,8 +1,9 @@
-"""The bounded hand-off between the store's receiving thread and its writing thread.
+"""The bounded queue of record frames between the store's receiver and its writer process.
 
 It holds record frames as they came from the workers, still packed, with their record counts:
-~950 bytes a record against ~3 KB unpacked, and the receiving thread's work stays ~5 us a
-frame (the writer unpacks, at its own priority; see :mod:`otszmq.store.service`).
+~950 bytes a record against ~3 KB unpacked, and the receiver's work stays ~5 us a frame (the
+writer process unpacks, at its own priority; see :mod:`otszmq.store.service`). Only the
+receiving thread uses it: the writer gets its batches through :mod:`otszmq.store.handoff`.
 
 Overflow policy: drop-and-count, a frame at a time. While fewer than ``limit`` records wait, a
 frame is taken whole, even one that passes the limit (by at most its own records: one worker's
@@ -15,8 +16,6 @@ the kinds workers build even when the store asks for no other) is taken until KE
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import deque
 
 KEPT_ROOM = 2
@@ -27,7 +26,7 @@ Frame = tuple[bytes, int]
 
 
 class RecordBuffer:
-    """A FIFO of packed record frames, bounded in records; thread-safe."""
+    """A FIFO of packed record frames, bounded in records; for one thread."""
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
@@ -35,16 +34,16 @@ class RecordBuffer:
         self.limit = limit
         self._frames: deque[Frame] = deque()
         self._records = 0  # in self._frames
-        self._ready = threading.Condition(threading.Lock())
-        self._closed = False
+        self.closed = False
 
     def __len__(self) -> int:
         """Records waiting."""
         return self._records
 
     @property
-    def closed(self) -> bool:
-        return self._closed
+    def has_frames(self) -> bool:
+        """Whether a frame waits (one may hold no records: only a count of skipped ones)."""
+        return bool(self._frames)
 
     @property
     def full(self) -> bool:
@@ -54,54 +53,26 @@ class RecordBuffer:
     def put(self, frame: bytes, count: int, *, kept: bool = False) -> bool:
         """Queue a frame of ``count`` records (``kept``: see the module's docstring); False
         when it was dropped (the caller counts)."""
-        with self._ready:
-            if self._records >= (KEPT_ROOM * self.limit if kept else self.limit):
-                return False
-            self._frames.append((frame, count))
-            self._records += count
-            self._ready.notify()
+        if self._records >= (KEPT_ROOM * self.limit if kept else self.limit):
+            return False
+        self._frames.append((frame, count))
+        self._records += count
         return True
 
-    def take(
-        self, limit: int, linger: float = 0.0, timeout: float | None = None
-    ) -> list[Frame] | None:
-        """Frames holding up to ``limit`` records in all, oldest first; a first frame of more
-        than ``limit`` comes alone. None once closed and empty.
-
-        Blocks until a frame is there, or returns ``[]`` after ``timeout`` seconds. With
-        ``linger`` > 0 it then waits up to that long for ``limit`` records (fewer, larger
-        transactions); a close ends the wait.
-        """
-        with self._ready:
-            if not self._ready.wait_for(lambda: self._frames or self._closed, timeout):
-                return []
-            if not self._frames:
-                return None
-            if linger > 0:
-                deadline = time.monotonic() + linger
-                while self._records < limit and not self._closed:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._ready.wait(remaining)
-            frames = self._frames
-            taken = [frames.popleft()]
-            records = taken[0][1]
-            while frames and records + frames[0][1] <= limit:
-                records += frames[0][1]
-                taken.append(frames.popleft())
-            self._records -= records
-            return taken
-
-    def wait_closed(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` unless closed meanwhile; True if closed (a back-off wait)."""
-        with self._ready:
-            if not self._closed:
-                self._ready.wait_for(lambda: self._closed, timeout)
-            return self._closed
+    def take(self, limit: int) -> list[Frame]:
+        """Frames holding up to ``limit`` records in all, oldest first (``[]`` when none
+        waits); a first frame of more than ``limit`` comes alone."""
+        frames = self._frames
+        if not frames:
+            return []
+        taken = [frames.popleft()]
+        records = taken[0][1]
+        while frames and records + frames[0][1] <= limit:
+            records += frames[0][1]
+            taken.append(frames.popleft())
+        self._records -= records
+        return taken
 
     def close(self) -> None:
-        """No more records will come: wake the taker, which drains what is left."""
-        with self._ready:
-            self._closed = True
-            self._ready.notify_all()
+        """No more records will come (the store is stopping); what waits is still taken."""
+        self.closed = True

@@ -8,7 +8,6 @@ from datetime import timedelta
 import zmq
 
 from otszmq.config import Settings
-from otszmq.pacing import Pacer
 from otszmq.runtime import (
     make_socket,
     prepare_ipc,
@@ -21,7 +20,8 @@ from otszmq.runtime import (
 from otszmq.store.database import redact
 from otszmq.store.migrations import open_migrated
 from otszmq.store.service import StoreConfig, StoreService
-from otszmq.store.writer import RecordWriter, Retention
+from otszmq.store.writer import Retention
+from otszmq.store.writer_process import WriterProcess, WriterSpec, spawn_writer
 from otszmq.wire import TOPIC_RECORD
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,22 @@ def config_from(settings: Settings, name: str) -> StoreConfig:
     )
 
 
+def writer_spec(config: StoreConfig, database_url: str, log_level: int) -> WriterSpec:
+    return WriterSpec(
+        name=config.name, log_level=log_level, database_url=database_url,
+        store_raw_xml=config.store_raw_xml, batch_size=config.batch_size,
+        retention=config.retention, prune_interval=config.prune_interval,
+        work_slice=config.work_slice, priority=config.writer_priority,
+    )
+
+
 def run(settings: Settings) -> int:
     name = setup_logging(settings, "store")
     prepare_ipc(settings)
     config = config_from(settings, name)
     url = settings.store_database_url
     # Migrate before subscribing: a database that cannot be opened or migrated stops the stage
-    # here with a StoreError naming it (the CLI prints it and exits 2). The writer thread
+    # here with a StoreError naming it (the CLI prints it and exits 2). The writer process
     # opens its own connection.
     database, version = open_migrated(url)
     log.info("database %s at schema version %d", redact(url), version)
@@ -65,18 +74,20 @@ def run(settings: Settings) -> int:
     sub = make_socket(context, zmq.SUB, linger_ms=0, hwm=settings.fanout_hwm)
     stats_pub = make_socket(context, zmq.PUB, linger_ms=0, hwm=100)
     with wakeup_pipe() as wake_r:
+        writer: WriterProcess | None = None
         try:
             sub.setsockopt(zmq.SUBSCRIBE, TOPIC_RECORD)
             sub.connect(settings.fanout_out_endpoint)
             stats_pub.connect(settings.fanout_in_endpoint)
-            writer = RecordWriter(database, store_raw_xml=config.store_raw_xml,
-                                  pace=Pacer(config.work_slice))
+            writer = spawn_writer(context, writer_spec(config, url, settings.log_level_number))
             service = StoreService(config, writer, sub, stats_pub, wake_r)
             stop_on_signals(service.request_stop)
             tune_gc()
             report_ready(settings)
             service.run()
         finally:
+            if writer is not None:
+                writer.close()
             for sock in (sub, stats_pub):
                 sock.close()
             context.term()

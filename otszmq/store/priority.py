@@ -16,12 +16,15 @@ def lower_priority(priority: str) -> None:
     """Lower the calling thread's CPU priority to ``idle``, ``low`` or ``normal`` (no change);
     the choices are config.STORE_PRIORITIES.
 
-    NOTE: for the calling thread only: on Linux the scheduling class and the nice value are
-    per thread (sched_setscheduler and setpriority with pid 0). The store's writer calls it for
-    itself; its receiving thread and ZeroMQ's I/O thread keep routing's priority, so the store
-    keeps draining the fan-out into its bounded queue and drops there at overload. A receiver in
-    the idle class was starved exactly then, and the fan-out queued for it instead, in memory:
-    20 MB/s at 10 clients x 25,000 SA/s, up to fanout_hwm messages.
+    NOTE: for the calling thread only, and the threads it starts afterwards: on Linux the
+    scheduling class and the nice value are per thread (sched_setscheduler and setpriority with
+    pid 0) and inherited. The store's writer process calls it first thing (otszmq.store.
+    writer_process); the store's receiving process keeps routing's priority, so the store keeps
+    draining the fan-out into its bounded queue and drops there at overload. A receiver in the
+    idle class was starved exactly then, and the fan-out queued for it instead, in memory:
+    20 MB/s at 10 clients x 25,000 SA/s, up to fanout_hwm messages. A receiver *thread* beside
+    an idle-class writer thread waited for the GIL the preempted writer held (otszmq.store.
+    handoff): hence the process.
 
     PERF: on a small machine the store's CPU is what competes with routing; SQLite alone costs
     ~12-16 us per SA record here, so at tens of thousands of events/s the store wants more CPU

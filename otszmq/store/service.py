@@ -1,59 +1,57 @@
-"""The store stage: subscribe to the workers' records and write them in batches.
+"""The store stage: subscribe to the workers' records and have them written in batches.
 
-Two threads. The main thread owns the ZeroMQ sockets: it drains the SUB into a bounded
-:class:`RecordBuffer` (overflow: drop-and-count) and publishes the counters, so that a slow
-database never backs up into the fan-out. It reads only each frame's header (~5 us a frame) and
-keeps the process's CPU priority: it must keep draining when routing takes every core. The
-writer thread owns the database connection and runs at ``writer_priority``
-(:mod:`otszmq.store.priority`): it takes up to ``batch_size`` records at a time (whatever has
-arrived; optionally lingering for a fuller batch), unpacks, checks and writes them in one
-transaction, and prunes old rows on a schedule, leaving the core for a moment after each
-``work_slice`` of work (:mod:`otszmq.pacing`: why).
+Two processes. This one, the receiver, keeps routing's CPU priority: its main thread drains the
+fan-out's record frames into a bounded :class:`RecordBuffer` (overflow: drop-and-count), reading
+only each frame's header (~5 us a frame), so that a slow database never backs up into the
+fan-out; it runs SHED's controller and publishes the counters. The writer process
+(:mod:`otszmq.store.writer_process`) runs at ``writer_priority`` (:mod:`otszmq.store.priority`)
+and owns the database connection: it pulls up to ``batch_size`` records at a time over a PAIR
+link (:mod:`otszmq.store.handoff`: why a process, and the protocol), unpacks, checks and writes
+them, prunes on a schedule and reports its counts back, which this process publishes as its own.
 
-SHED (otszmq.wire): every tick the main thread works out the share of sheddable records it
-wants from the workers (otszmq.store.shedding: what the writer writes, what the queue holds,
-what the workers could send) and tells them when it changes; what people write by hand is
-always built (sent as kept frames while the share is 0, which the buffer takes past its
-limit).
+SHED (otszmq.wire): every tick the receiver works out the share of sheddable records it wants
+from the workers (otszmq.store.shedding: what the writer writes, what the queue holds, what the
+workers could send) and tells them when it changes; what people write by hand is always built
+(sent as kept frames while the share is 0, which the buffer takes past its limit).
 
 Shutdown: stop receiving, drain what the SUB socket already holds, then the writer writes
-everything buffered before the process exits.
+everything buffered and exits before this process does. A writer that exits before it is told
+to is a bug (bad input and database outages are handled inside it): the records still queued
+are counted lost and the store ends with a StoreError, so that its supervisor restarts it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
 import zmq
 
 from otszmq.errors import StoreError
 from otszmq.logthrottle import LogThrottle
-from otszmq.metrics import Counters, publish_stats
-from otszmq.store.buffer import Frame, RecordBuffer
-from otszmq.store.priority import lower_priority
-from otszmq.store.records import Record, count_records, decode_record, unpack_records
+from otszmq.metrics import Counters, publish_stats, rss_bytes
+from otszmq.store.buffer import RecordBuffer
+from otszmq.store.handoff import WriterFeed
+from otszmq.store.records import count_records
 from otszmq.store.shedding import TICK, KeepController, worth_announcing
-from otszmq.store.writer import DatabaseUnavailable, RecordWriter, Retention
+from otszmq.store.write_loop import WRITER_COUNTERS
+from otszmq.store.writer import Retention
+from otszmq.store.writer_process import WriterProcess
 from otszmq.wire import SHED_REPEAT, TOPIC_RECORD_KEPT, TOPIC_SHED, pack_shed
 
 log = logging.getLogger(__name__)
 
 DRAIN_BATCH: Final = 500  # SUB messages (record batches) per main-loop turn
-RETRY_FIRST: Final = 0.5  # seconds: back-off while the database is unavailable
-RETRY_MAX: Final = 10.0
-STOP_RETRY_WINDOW: Final = 10.0  # at shutdown, keep retrying an unavailable database this long
+LAST_WORDS_WAIT: Final = 1.0  # seconds an exited writer's last message may take to arrive
 
 COUNTERS: Final = (
-    "records_in", "records_dropped", "records_written", "records_malformed", "records_failed",
-    "records_lost", "batches_written", "write_retries", "pruned_points", "pruned_cot",
-    "pruned_chat", "wire_errors", "shed_starts", "records_skipped",
+    "records_in", "records_dropped", "records_skipped", "shed_starts", "wire_errors",
+    *(name for name in WRITER_COUNTERS if name != "wire_errors"),
 )
 
 
@@ -68,31 +66,36 @@ class StoreConfig:
     prune_interval: float  # seconds between prune runs
     stats_interval: float
     work_slice: float = 0.0  # seconds of work between two pauses (otszmq.pacing); 0: none
-    writer_priority: str = "normal"  # the writer thread's; one of config.STORE_PRIORITIES
+    writer_priority: str = "normal"  # the writer process's; one of config.STORE_PRIORITIES
 
 
 class StoreService:
     def __init__(
         self,
         config: StoreConfig,
-        writer: RecordWriter,
+        writer: WriterProcess,
         sub: zmq.Socket[bytes],
         stats_pub: zmq.Socket[bytes],
         wakeup_fd: int,
     ) -> None:
-        """The writer thread paces with ``writer.pace``."""
+        """``writer``: a started writer process (its link included); the service ends it."""
         self.config = config
         self._writer = writer
         self._sub = sub
         self._stats_pub = stats_pub
         self._wakeup_fd = wakeup_fd
-        self._write_pace = writer.pace
         self.buffer = RecordBuffer(config.queue_limit)
         self.counters = Counters()
         self.counters.preset(*COUNTERS)
         self.counters.gauge("queue_depth", lambda: float(len(self.buffer)))
+        # The writer process publishes nothing itself: its memory is shown here.
+        self.counters.gauge("writer_rss_bytes", lambda: float(rss_bytes(writer.pid)))
+        self._reported: dict[str, int] = {}  # the writer's counts as last reported
+        self._feed = WriterFeed(
+            writer.link, self.buffer, batch_size=config.batch_size,
+            linger=config.flush_interval, on_counts=self._writer_counts,
+        )
         self._stop = False
-        self._writer_failed = False
         # Under overload records are dropped, and SHED starts, every few seconds or more often:
         # a line per interval says so (otszmq.logthrottle).
         self._drop_log = LogThrottle()
@@ -108,46 +111,86 @@ class StoreService:
     def request_stop(self) -> None:
         self._stop = True
 
-    # -- main thread: receive and report -------------------------------------------------------
-
     def run(self) -> None:
-        writer = threading.Thread(target=self._write_loop, name="store-writer")
-        writer.start()
         poller = zmq.Poller()
-        poller.register(self._sub, zmq.POLLIN)
-        poller.register(self._wakeup_fd, zmq.POLLIN)
+        for watched in (self._sub, self._wakeup_fd, self._writer.link, self._writer.exit_fd):
+            poller.register(watched, zmq.POLLIN)
         next_stats = next_tick = time.monotonic()
         self._update_keep(next_tick)  # SHED: counts from zero, before anything is drained
         next_tick += TICK
-        log.info("%s started", self.config.name)
+        linger_until: float | None = None
+        log.info("%s started (writer process %d)", self.config.name, self._writer.pid)
         try:
-            while not self._stop and writer.is_alive():
-                timeout = min(next_stats, next_tick) - time.monotonic()
-                for sock, _ in poller.poll(max(0, int(timeout * 1000))):
-                    if sock == self._wakeup_fd:
-                        os.read(self._wakeup_fd, 512)
-                    else:
-                        self._drain(DRAIN_BATCH)
+            while not self._stop:
+                wake_at = min(next_stats, next_tick, linger_until or next_tick)
+                self._serve_turn(poller, wake_at - time.monotonic(), drain=True)
                 now = time.monotonic()
+                linger_until = self._feed.serve(now)
                 if now >= next_tick:
                     self._update_keep(now)
                     next_tick = now + TICK
-                if time.monotonic() >= next_stats:
+                if now >= next_stats:
                     self._publish_stats()
                     next_stats = time.monotonic() + self.config.stats_interval
             # Whatever reached this process before the stop is written, not lost.
             while self._drain(DRAIN_BATCH) == DRAIN_BATCH:
                 pass
+            self._feed.close()
+            poller.unregister(self._sub)
+            while not self._feed.done:
+                self._serve_turn(poller, next_stats - time.monotonic(), drain=False)
+                self._feed.serve(time.monotonic())
+                if time.monotonic() >= next_stats:
+                    self._publish_stats()
+                    next_stats = time.monotonic() + self.config.stats_interval
+            self._writer.wait()
         finally:
-            self.buffer.close()
-            writer.join()
             self._publish_stats()
-        if self._writer_failed:
-            raise StoreError(f"{self.config.name}: the database writer failed (see the log)")
         log.info(
             "%s stopped: %d records written, %d dropped", self.config.name,
             self.counters.values["records_written"], self.counters.values["records_dropped"],
         )
+
+    def _serve_turn(self, poller: zmq.Poller, timeout: float, *, drain: bool) -> None:
+        """Wait up to ``timeout`` seconds and handle what came: records, the writer, a
+        signal; StoreError if the writer process exited before it was told to."""
+        for watched, _ in poller.poll(max(0, math.ceil(timeout * 1000))):
+            if watched == self._wakeup_fd:
+                os.read(self._wakeup_fd, 512)
+            elif watched == self._writer.exit_fd:
+                if self._writer.exited():
+                    self._writer_exited()
+            elif watched is self._writer.link:
+                self._feed.receive()
+            elif drain:
+                self._drain(DRAIN_BATCH)
+
+    def _writer_exited(self) -> None:
+        """The writer process has exited: as told (its DONE arrives), or not (StoreError)."""
+        # Its last words may still be on their way through ZeroMQ's I/O thread.
+        give_up_at = time.monotonic() + LAST_WORDS_WAIT
+        while not self._feed.done:
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0 or not self._writer.link.poll(math.ceil(remaining * 1000)):
+                break
+            self._feed.receive()
+        if self._feed.done:
+            return
+        lost = len(self.buffer)
+        self.counters.values["records_lost"] += lost
+        raise StoreError(
+            f"{self.config.name}: the database writer (process {self._writer.pid}) ended "
+            f"with {self._writer.exit_status()}; {lost} queued records lost (see the log)"
+        )
+
+    def _writer_counts(self, counts: Mapping[str, int]) -> None:
+        """Add what the writer did since its last report to this process's counters."""
+        values = self.counters.values
+        reported = self._reported
+        for name in WRITER_COUNTERS:
+            count = counts.get(name, 0)
+            values[name] += count - reported.get(name, 0)
+            reported[name] = count
 
     def _drain(self, limit: int) -> int:
         """Move up to ``limit`` waiting messages into the buffer; returns how many were read."""
@@ -212,124 +255,3 @@ class StoreService:
 
     def _publish_stats(self) -> None:
         publish_stats(self._stats_pub, self.config.name, "store", self.counters)
-
-    # -- writer thread: the database -------------------------------------------------------------
-
-    def _write_loop(self) -> None:
-        config = self.config
-        next_prune = time.monotonic()  # once at start-up, then every prune_interval
-        take = self.buffer.take
-        try:
-            lower_priority(config.writer_priority)  # this thread's only
-            while True:
-                # Bounded wait: pruning runs on schedule even when nothing arrives.
-                timeout = max(0.0, next_prune - time.monotonic())
-                frames = take(config.batch_size, config.flush_interval, timeout)
-                self._write_pace.rest()
-                if frames is None:
-                    break
-                records = self._decode(frames)
-                # More than batch_size only from one frame larger than that (RecordBuffer.take).
-                for start in range(0, len(records), config.batch_size):
-                    self._write(records[start:start + config.batch_size])
-                if time.monotonic() >= next_prune:
-                    self._prune()
-                    next_prune = time.monotonic() + config.prune_interval
-        except Exception:
-            # NOTE: a bug, not bad input (that is counted per record): log it and end the
-            # process (run() raises), whose supervisor restarts it, rather than keep buffering
-            # into nowhere.
-            log.exception("%s: the writer failed", config.name)
-            self._writer_failed = True
-            self._stop = True
-
-    def _decode(self, frames: list[Frame]) -> list[Record]:
-        """The checked records of ``frames``; what cannot be trusted is counted and left out."""
-        records: list[Record] = []
-        first_error: StoreError | None = None
-        malformed = 0
-        pace = self._write_pace
-        for frame, count in frames:
-            try:
-                items = unpack_records(frame)
-            except StoreError as exc:
-                # Its header passed (count_records), the rest does not: none of it is trusted.
-                self.counters.values["wire_errors"] += 1
-                malformed += count
-                first_error = first_error or exc
-                continue
-            for item in items:
-                pace()
-                try:
-                    records.append(decode_record(item))
-                except StoreError as exc:
-                    malformed += 1
-                    first_error = first_error or exc
-        if malformed:
-            self.counters.values["records_malformed"] += malformed
-            log.warning("dropped %d malformed records (first: %s)", malformed, first_error)
-        return records
-
-    def _write(self, records: list[Record]) -> None:
-        if not records:
-            return
-        values = self.counters.values
-        try:
-            self._retrying(lambda: self._writer.write(records))
-        except DatabaseUnavailable as exc:
-            values["records_lost"] += len(records)
-            log.error("lost %d records at shutdown: %s", len(records), exc)
-            return
-        except StoreError as exc:
-            # One bad record must not cost the batch: write them one by one, drop the bad ones.
-            log.warning("batch of %d refused (%s); writing record by record", len(records), exc)
-            self._write_each(records)
-            return
-        values["records_written"] += len(records)
-        values["batches_written"] += 1
-
-    def _write_each(self, records: list[Record]) -> None:
-        values = self.counters.values
-        for record in records:
-            try:
-                self._retrying(lambda: self._writer.write([record]))  # noqa: B023 (called now)
-            except DatabaseUnavailable:
-                values["records_lost"] += 1
-            except StoreError as exc:
-                values["records_failed"] += 1
-                log.warning("dropping record %s (%s): %s", record.uid, record.type, exc)
-            else:
-                values["records_written"] += 1
-
-    def _retrying(self, attempt: Callable[[], None]) -> None:
-        """Run ``attempt`` until the database takes it; while stopping, only for a while."""
-        delay = RETRY_FIRST
-        give_up_at: float | None = None
-        while True:
-            try:
-                attempt()
-                return
-            except DatabaseUnavailable as exc:
-                now = time.monotonic()
-                if self.buffer.closed:
-                    give_up_at = give_up_at or now + STOP_RETRY_WINDOW
-                    if now >= give_up_at:
-                        raise
-                self.counters.values["write_retries"] += 1
-                log.warning("%s; retrying in %.1f s", exc, delay)
-                if self.buffer.wait_closed(delay):
-                    # Stopping: the close ended the back-off early; keep a short pause so that
-                    # the last tries before giving up are spread over the window.
-                    time.sleep(RETRY_FIRST)
-                delay = min(RETRY_MAX, delay * 2)
-
-    def _prune(self) -> None:
-        try:
-            counts = self._writer.prune(self.config.retention, datetime.now(UTC))
-        except StoreError as exc:
-            log.warning("pruning failed (retried at the next interval): %s", exc)
-            return
-        for table, count in counts.items():
-            self.counters.values[f"pruned_{table}"] += count
-        if any(counts.values()):
-            log.info("pruned %s", ", ".join(f"{n} {table}" for table, n in counts.items()))

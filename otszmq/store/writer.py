@@ -1,10 +1,10 @@
 """Write batches of records into the database (one transaction each) and prune old rows.
 
-The writer is the only writer of its database (DESIGN §4) and runs in one thread, which owns
-its connection. The hot tables go through :mod:`otszmq.store.bulk` (cached multi-row
-statements: a 500-record SA batch is about twenty round trips); map items are upserted by uid
-with the newest report winning even across batches (``ON CONFLICT ... DO UPDATE ... WHERE`` on
-the event time). Rare work (deletes, alerts, pruning) uses peewee's query builder.
+The writer is the only writer of its database (DESIGN §4) and runs in the store's writer
+process, which owns its connection. The hot tables go through :mod:`otszmq.store.bulk` (cached
+multi-row statements: a 500-record SA batch is about twenty round trips); map items are
+upserted by uid with the newest report winning even across batches (``ON CONFLICT ... DO UPDATE
+... WHERE`` on the event time). Rare work (deletes, alerts, pruning) uses peewee's query builder.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class RecordWriter:
         self, database: Database, *, store_raw_xml: bool, pace: Pacer | None = None
     ) -> None:
         """``pace``: called at each point where writing may pause (default: never pauses); the
-        store's writer thread rests it while it waits for records."""
+        store's write loop rests it while it waits for records."""
         self.database = database
         self.store_raw_xml = store_raw_xml
         self.pace = pace or Pacer(0.0)

@@ -1,12 +1,13 @@
 """The store against real databases: SQLite in a temp dir and PostgreSQL in a private schema.
 
 The writer alone (upserts, deletes, alerts, chat, retention), then the real StoreService fed by
-a real ZeroMQ publisher on ipc:// (in a thread), then the real ``otszmq store`` process stopped
-with SIGTERM.
+a real ZeroMQ publisher on ipc:// (in a thread, with its real writer process), then the real
+``otszmq store`` process stopped with SIGTERM.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -24,8 +25,8 @@ import pytest
 import zmq
 
 from otszmq.errors import StoreError
-from otszmq.pacing import Pacer
 from otszmq.store.database import open_database
+from otszmq.store.main import writer_spec
 from otszmq.store.migrations import LATEST, migrate
 from otszmq.store.models import (
     MODELS,
@@ -42,6 +43,7 @@ from otszmq.store.models import (
 from otszmq.store.records import RecordFields, pack_records, record_from_event
 from otszmq.store.service import StoreConfig, StoreService
 from otszmq.store.writer import RecordWriter, Retention
+from otszmq.store.writer_process import spawn_writer
 from otszmq.wire import TOPIC_RECORD, TOPIC_RECORD_KEPT, TOPIC_SHED, TOPIC_STATS, unpack_shed
 from otszmq.workers.cot import parse_event
 from tests.store_support import (
@@ -222,7 +224,7 @@ class Harness:
         self.stats.setsockopt(zmq.LINGER, 0)
         self.stats.connect(f"ipc://{tmp_path / 'in.ipc'}")
         self.wake_r, self.wake_w = os.pipe()
-        self.database = open_database(url)
+        self.database = open_database(url)  # the test's view of what was written
         self.database.bind(MODELS)
         settings: dict[str, object] = {
             "name": "store-test", "store_raw_xml": True, "batch_size": 500,
@@ -231,12 +233,9 @@ class Harness:
         }
         settings.update(overrides)
         config = StoreConfig(**settings)  # type: ignore[arg-type]
-        # Wired as otszmq.store.main wires it: the writer thread's pacer, from the config.
-        self.write_pace = Pacer(config.work_slice)
-        self.service = StoreService(
-            config, RecordWriter(self.database, store_raw_xml=True, pace=self.write_pace),
-            self.sub, self.stats, self.wake_r,
-        )
+        # Wired as otszmq.store.main wires it.
+        self.writer = spawn_writer(self.context, writer_spec(config, url, logging.INFO))
+        self.service = StoreService(config, self.writer, self.sub, self.stats, self.wake_r)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run)
         # The store's subscription reaching the publisher is the start-up handshake.
@@ -270,6 +269,7 @@ class Harness:
     def close(self) -> None:
         if self.thread.is_alive():
             self.stop()
+        self.writer.close()
         for sock in (self.pub, self.sub, self.stats):
             sock.close()
         self.context.term()
@@ -299,18 +299,8 @@ def test_records_over_zeromq_are_written_in_batches(url, tmp_path):
         assert Eud.select().count() == total
         assert store.counters["batches_written"] < total  # batched, not one per record
         assert store.counters["records_dropped"] == 0
-
-
-def test_a_paced_store_pauses_and_writes_everything(url, tmp_path):
-    # A slice this short pauses at nearly every pause point: decoding, row building, statements.
-    with harness(url, tmp_path, work_slice=1e-9) as store:
-        total = 300
-        for start in range(0, total, 100):
-            store.send([sa_fields(i) for i in range(start, start + 100)])
-        wait_until("all records written", lambda: store.counters["records_written"] == total)
-        assert CotLog.select().count() == Point.select().count() == total
-        assert store.write_pace.pauses >= total  # at least once per record decoded
-        assert store.counters["records_dropped"] == 0
+        # The writer process's memory, on the receiver's gauges (it publishes nothing itself).
+        assert store.service.counters.snapshot()["gauges"]["writer_rss_bytes"] > 1_000_000
 
 
 def test_overflow_is_dropped_counted_and_logged(url, tmp_path, caplog):
@@ -472,17 +462,18 @@ def test_a_lost_database_connection_is_retried_without_loss(url, tmp_path):
         assert CotLog.select().count() == 20
 
 
-def test_a_writer_bug_ends_the_service_with_an_error(url, tmp_path):
-    with harness(url, tmp_path) as store:
-        def broken(records: object) -> None:
-            raise RuntimeError("bug")
-
-        store.service._writer.write = broken  # type: ignore[method-assign]
-        store.send([sa_fields(1)])
+def test_a_writer_process_that_dies_ends_the_service_and_counts_what_it_held(url, tmp_path):
+    # Lingering for a fuller batch: the records wait in the receiver when the writer dies.
+    with harness(url, tmp_path, flush_interval=60.0) as store:
+        store.send([sa_fields(i) for i in range(7)])
+        wait_until("records queued", lambda: len(store.service.buffer) == 7)
+        os.kill(store.writer.pid, signal.SIGKILL)
         store.thread.join(20)
         assert not store.thread.is_alive()
         assert isinstance(store.error, StoreError)
-        assert "writer failed" in str(store.error)
+        assert f"writer (process {store.writer.pid}) ended with signal 9; 7 queued records " \
+            "lost" in str(store.error)
+        assert store.counters["records_lost"] == 7
 
 
 # -- the process ------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from otszmq.store.buffer import KEPT_ROOM, RecordBuffer
@@ -51,25 +49,16 @@ def test_a_first_frame_larger_than_the_take_comes_alone() -> None:
     assert buffer.take(10) == [(b"small", 1)]
 
 
-def test_take_times_out_empty_and_ends_with_none_once_closed() -> None:
+def test_take_hands_out_what_waits_even_once_closed() -> None:
     buffer = RecordBuffer(10)
-    assert buffer.take(5, timeout=0.01) == []
+    assert buffer.take(5) == []
+    assert not buffer.has_frames
     buffer.put(b"a", 2)
+    buffer.put(b"skips only", 0)
     buffer.close()
-    assert buffer.take(5) == [(b"a", 2)]  # what was queued is still handed out
-    assert buffer.take(5) is None
-
-
-def test_a_lingering_take_returns_as_soon_as_its_batch_is_full() -> None:
-    buffer = RecordBuffer(100)
-    buffer.put(b"a", 3)
-    filler = threading.Timer(0.05, buffer.put, (b"b", 3))
-    filler.start()
-    try:
-        # A 60 s linger that returns at all proves the second frame ended it.
-        assert buffer.take(6, linger=60.0) == [(b"a", 3), (b"b", 3)]
-    finally:
-        filler.cancel()
+    assert buffer.closed and buffer.has_frames
+    assert buffer.take(5) == [(b"a", 2), (b"skips only", 0)]  # what was queued still goes
+    assert buffer.take(5) == [] and not buffer.has_frames
 
 
 def test_the_limit_must_be_positive() -> None:
