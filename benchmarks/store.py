@@ -11,9 +11,9 @@ fan-out's XPUB for records, its XSUB side for the stats), starts ``otszmq store`
 subscription, then publishes record frames exactly as workers do: SA records of ``--uids`` EUDs
 built by the worker's own code (parse, then ``record_from_event``), ``--batch`` per frame, paced
 at ``--rate`` records/s (0: unpaced). It reads the store's counters until every record is
-accounted for (written, dropped, failed or malformed) and reports the store process's CPU per
-record, the records written per second of wall time, and what was dropped. JSON on stdout, a
-summary on stderr.
+accounted for (written, dropped, failed or malformed) and reports the CPU per record of the
+store's two processes (the receiver and its writer process, also each on its own), the records
+written per second of wall time, and what was dropped. JSON on stdout, a summary on stderr.
 """
 
 from __future__ import annotations
@@ -122,7 +122,9 @@ def run(config: StoreBenchConfig) -> Json:
                 raise RuntimeError("the store did not subscribe to records")
             if not os.read(ready_r, 16).startswith(b"ready"):
                 raise RuntimeError("the store did not report ready")
-            before = procstat.read_proc(proc.pid)
+            # The store and its writer process (started before the store reports ready).
+            pids = tuple(procstat.process_tree((proc.pid,)))
+            before = _samples(pids)
             started = time.monotonic()
             per_frame = config.batch / config.rate if config.rate > 0 else 0.0
             for index, frame in enumerate(frames):
@@ -139,7 +141,7 @@ def run(config: StoreBenchConfig) -> Json:
                     raise RuntimeError(f"the store never accounted for every record: {counters}")
                 counters = _counters(stats, 1.0) or counters
             settled_s = time.monotonic() - started
-            after = procstat.read_proc(proc.pid)
+            after = _samples(pids)
             db_bytes = sum(p.stat().st_size for p in data_dir.glob("otszmq.db*"))
         finally:
             proc.terminate()
@@ -148,8 +150,9 @@ def run(config: StoreBenchConfig) -> Json:
             pub.close()
             stats.close()
             context.term()
-    assert before is not None and after is not None
-    cpu_s = after.cpu_seconds - before.cpu_seconds
+    cpu_by_process = [later.cpu_seconds - earlier.cpu_seconds
+                      for earlier, later in zip(before, after, strict=True)]
+    cpu_s = sum(cpu_by_process)
     written = counters.get("records_written", 0)
     return {
         "benchmark": "otszmq.store",
@@ -167,9 +170,22 @@ def run(config: StoreBenchConfig) -> Json:
         "store_cpu_seconds": round(cpu_s, 3),
         "store_cpu_us_per_record": round(cpu_s / max(1, written) * 1e6, 2),
         "store_cpu_percent": round(100 * cpu_s / settled_s, 1),
-        "store_rss_kb": after.rss_kb,
+        # The receiving process first, then its writer process.
+        "store_cpu_seconds_by_process": [round(seconds, 3) for seconds in cpu_by_process],
+        "store_rss_kb": sum(sample.rss_kb for sample in after),
         "database_bytes": db_bytes,
     }
+
+
+def _samples(pids: tuple[int, ...]) -> list[procstat.ProcSample]:
+    """A sample of each of ``pids``; RuntimeError naming one that is gone."""
+    samples = []
+    for pid in pids:
+        sample = procstat.read_proc(pid)
+        if sample is None:
+            raise RuntimeError(f"store process {pid} is gone")
+        samples.append(sample)
+    return samples
 
 
 def parse_args(argv: list[str]) -> StoreBenchConfig:

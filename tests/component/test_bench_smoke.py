@@ -381,3 +381,15 @@ def test_floor_reports_costs_and_ceilings() -> None:
     ten, fifty = result["ceilings"]
     assert (ten["clients"], fifty["clients"]) == (10, 50)
     assert ten["max_events_per_s"] > fifty["max_events_per_s"] > 0
+
+
+def test_store_benchmark_accounts_for_every_record_and_both_processes() -> None:
+    result = run_json("--records", "300", "--batch", "100", "--rate", "0",
+                      program="benchmarks.store")
+    assert result["benchmark"] == "otszmq.store"
+    assert (result["written"], result["dropped"], result["failed"]) == (300, 0, 0)
+    # The receiving process and its writer process, each measured.
+    receiver, writer = result["store_cpu_seconds_by_process"]
+    assert writer > 0
+    assert result["store_cpu_seconds"] == pytest.approx(receiver + writer, abs=0.002)
+    assert result["store_rss_kb"] > 0
