@@ -79,7 +79,8 @@ def run(settings: Settings) -> int:
             sub.setsockopt(zmq.SUBSCRIBE, TOPIC_RECORD)
             sub.connect(settings.fanout_out_endpoint)
             stats_pub.connect(settings.fanout_in_endpoint)
-            writer = spawn_writer(context, writer_spec(config, url, settings.log_level_number))
+            writer = spawn_writer(context, writer_spec(config, url, settings.log_level_number),
+                                  settings.data_dir)
             service = StoreService(config, writer, sub, stats_pub, wake_r)
             stop_on_signals(service.request_stop)
             tune_gc()

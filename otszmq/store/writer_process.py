@@ -21,9 +21,9 @@ import signal
 import struct
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 from typing import IO, Final
 
 import msgpack
@@ -104,10 +104,14 @@ class WriterProcess:
         self.link.close()
 
 
-def spawn_writer(context: zmq.Context[zmq.Socket[bytes]], spec: WriterSpec) -> WriterProcess:
-    """Bind a link and start a writer process on it."""
-    # Linux's abstract socket namespace: no file to clean up, private to this pair by its name.
-    endpoint = f"ipc://@otszmq-store-writer-{os.getpid()}-{uuid.uuid4().hex}"
+def spawn_writer(
+    context: zmq.Context[zmq.Socket[bytes]], spec: WriterSpec, directory: Path
+) -> WriterProcess:
+    """Bind a link in ``directory`` and start a writer process on it."""
+    # NOTE: a socket file in the data directory, whose permissions keep other local users off
+    # it, like the node's other ipc:// endpoints. An abstract-namespace name would be listed in
+    # /proc/net/unix, open to any local process that connected first.
+    endpoint = f"ipc://{directory / f'store-writer-{os.getpid()}.ipc'}"
     link = make_socket(context, zmq.PAIR, linger_ms=0, hwm=LINK_HWM)
     try:
         link.bind(endpoint)

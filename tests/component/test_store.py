@@ -234,7 +234,7 @@ class Harness:
         settings.update(overrides)
         config = StoreConfig(**settings)  # type: ignore[arg-type]
         # Wired as otszmq.store.main wires it.
-        self.writer = spawn_writer(self.context, writer_spec(config, url, logging.INFO))
+        self.writer = spawn_writer(self.context, writer_spec(config, url, logging.INFO), tmp_path)
         self.service = StoreService(config, self.writer, self.sub, self.stats, self.wake_r)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run)
