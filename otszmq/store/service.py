@@ -129,9 +129,7 @@ class StoreService:
                 if now >= next_tick:
                     self._update_keep(now)
                     next_tick = now + TICK
-                if now >= next_stats:
-                    self._publish_stats()
-                    next_stats = time.monotonic() + self.config.stats_interval
+                next_stats = self._stats_when_due(next_stats)
             # Whatever reached this process before the stop is written, not lost.
             while self._drain(DRAIN_BATCH) == DRAIN_BATCH:
                 pass
@@ -140,9 +138,7 @@ class StoreService:
             while not self._feed.done:
                 self._serve_turn(poller, next_stats - time.monotonic(), drain=False)
                 self._feed.serve(time.monotonic())
-                if time.monotonic() >= next_stats:
-                    self._publish_stats()
-                    next_stats = time.monotonic() + self.config.stats_interval
+                next_stats = self._stats_when_due(next_stats)
             self._writer.wait()
         finally:
             self._publish_stats()
@@ -252,6 +248,13 @@ class StoreService:
                 "%d dropped in all)", self.config.name, unlogged,
                 self.buffer.limit, self.counters.values["records_dropped"],
             )
+
+    def _stats_when_due(self, due: float) -> float:
+        """Publish the counters if ``due`` (monotonic) has come; when they are due next."""
+        if time.monotonic() < due:
+            return due
+        self._publish_stats()
+        return time.monotonic() + self.config.stats_interval
 
     def _publish_stats(self) -> None:
         publish_stats(self._stats_pub, self.config.name, "store", self.counters)
