@@ -64,9 +64,10 @@ batches come only from our own stages and are checked for shape, not field by fi
 
 STORE: ``[TOPIC_RECORD, records]`` carries what the store stage writes, one record per stored
 event, in the order the worker routed them; ``otszmq.store.records`` documents the layout. A
-worker sends one record batch per drain round, right *after* that round's routed batch, so
-routing never waits on it; with no store subscribed, the PUB drops it unsent (ZeroMQ filters by
-topic on the publisher side).
+worker sends the records it built over up to ``record_linger`` seconds (otszmq.workers.service)
+as one batch, *after* the routed batches of the events they came from, so routing never waits
+on it; with no store subscribed, the PUB drops it unsent (ZeroMQ filters by topic on the
+publisher side).
 
 SHED: the store's writer gets only the CPU routing leaves, so under a flood it writes a small
 share of the records the workers could build, and building, packing and forwarding the rest
@@ -82,8 +83,8 @@ more when it is back at 1. A worker applies the last keep it heard, if younger t
 sheddable record at random, so every source's records are thinned alike, and counts the events
 it did not record. What people write by hand is rare and not made up for by the next report (a
 chat message, an alert, a 9-line, a marker a person placed:
-``otszmq.store.records.KEPT_WHILE_SHEDDING``), so a worker always records those; a round's
-records built only while keep was 0 go as ``[TOPIC_RECORD_KEPT, records]``, which the store
+``otszmq.store.records.KEPT_WHILE_SHEDDING``), so a worker always records those; a frame of
+records all built while keep was 0 go as ``[TOPIC_RECORD_KEPT, records]``, which the store
 takes past its limit (up to otszmq.store.buffer.KEPT_ROOM times it).
 """
 

@@ -19,6 +19,7 @@ from otszmq.errors import CotParseError, StoreError
 from otszmq.store.records import (
     RECORD_VERSION,
     RecordKind,
+    RecordPacker,
     count_records,
     decode_record,
     pack_records,
@@ -72,6 +73,25 @@ def test_layout_is_a_versioned_batch_of_fixed_arrays():
     assert items[4] == msgpack.Timestamp(1714564800, 123456000)  # msgpack's own timestamp
     assert items[15] == SA
     assert items[17] == ["A", "B"]  # the sender's IN groups, sorted
+
+
+def test_a_packer_makes_frames_one_after_another_from_records_added_one_by_one():
+    xmls = [event("b-m-p-s-m", uid=f"m-{i}") for i in range(3)]
+    fields = [record_from_event(parse_event(xml), "") for xml in xmls]
+    packer = RecordPacker()
+    packer.add(fields[0])
+    packer.add(fields[1])
+    assert packer.count == 2
+    first = packer.frame(5)
+    assert packer.count == 0
+    packer.add(fields[2])
+    second = packer.frame()
+    # Byte for byte what packing the whole batch at once gives.
+    assert first == msgpack.packb((RECORD_VERSION, 5, fields[:2]), datetime=True)
+    assert second == msgpack.packb((RECORD_VERSION, 0, fields[2:]), datetime=True)
+    assert count_records(first) == (2, 5)
+    assert [decode_record(items).uid for items in unpack_records(second)] == ["m-2"]
+    assert packer.frame(3) == msgpack.packb((RECORD_VERSION, 3, []))  # none: the count alone
 
 
 def test_records_keep_their_order_in_a_frame():

@@ -1,12 +1,16 @@
-"""A worker's drain round: routed events go out in bounded batches, then the round's records;
-while the store says it sheds, only those of the kinds it keeps then (SHED in otszmq.wire)."""
+"""A worker's drain round: routed events go out in bounded batches, then the records built so
+far once they have waited ``record_linger`` (0 here unless a test says otherwise: each round's
+records at its end); while the store says it sheds, only those of the kinds it keeps then (SHED
+in otszmq.wire)."""
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import os
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,7 +63,9 @@ class Rig:
         self.shed.setsockopt(zmq.SUBSCRIBE, TOPIC_SHED)
         self.shed.connect(f"{endpoint}-shed")
         self.wakeup_r, self.wakeup_w = os.pipe()
-        config = WorkerConfig(name="worker-t", worker_id="wt", stats_interval=60.0, records=True)
+        config = WorkerConfig(
+            name="worker-t", worker_id="wt", stats_interval=60.0, records=True, record_linger=0.0
+        )
         self.worker = WorkerService(config, [self.dealer], self.pub, self.wakeup_r, self.shed)
         self.sent = 0  # the running total ingest puts in each work message
 
@@ -105,6 +111,10 @@ class Rig:
         self.store.send_multipart((TOPIC_SHED, body))
         assert self.shed.poll(RECV_TIMEOUT_MS, zmq.POLLIN), "the shed word never arrived"
         self.worker.read_shed()
+
+    def linger(self, seconds: float) -> None:
+        """Have the worker hold its records up to ``seconds`` before it sends them."""
+        self.worker.config = dataclasses.replace(self.worker.config, record_linger=seconds)
 
     def round_topics(self, sources: int, events_each: int) -> list[bytes]:
         """One message from ingest, one drain round: the topics it published, in order."""
@@ -175,6 +185,43 @@ def test_a_short_round_publishes_once(rig: Rig) -> None:
     published = rig.published()
     assert [topic for topic, _ in published] == [TOPIC_EVENT, TOPIC_RECORD]
     assert len(unpack_routed_batch(published[0][1]).events) == 30
+
+
+def test_records_of_several_rounds_go_as_one_frame_once_they_have_waited(rig: Rig) -> None:
+    rig.linger(60.0)
+    assert rig.round_topics(1, 3) == [TOPIC_EVENT]  # routed at once; the records wait
+    assert rig.round_topics(2, 1) == [TOPIC_EVENT]
+    rig.worker._send_records_when_due(time.monotonic() + 30.0)
+    assert rig.published() == []
+
+    rig.worker._send_records_when_due(time.monotonic() + 61.0)
+
+    ((topic, skipped, records),) = record_frames(rig.published())
+    assert (topic, skipped) == (TOPIC_RECORD, 0)
+    assert [record[1] for record in records] == ["m-0-0", "m-0-1", "m-0-2", "m-0-0", "m-1-0"]
+    assert rig.worker.counters.values["records_out"] == 5
+    # The next records wait afresh.
+    assert rig.round_topics(1, 1) == [TOPIC_EVENT]
+
+
+def test_records_go_at_once_when_they_fill_a_frame(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_service, "RECORD_FRAME_RECORDS", 4)
+    rig.linger(60.0)
+    assert rig.round_topics(1, 3) == [TOPIC_EVENT]
+    assert rig.round_topics(1, 2) == [TOPIC_EVENT, TOPIC_RECORD]  # 5 >= 4: all of them
+
+
+def test_a_stopping_worker_sends_the_records_it_holds(rig: Rig) -> None:
+    rig.linger(60.0)
+    assert rig.round_topics(1, 3) == [TOPIC_EVENT]
+
+    rig.worker.request_stop()
+    rig.worker.run()
+
+    ((topic, _, records),) = record_frames(rig.published())
+    assert (topic, len(records)) == (TOPIC_RECORD, 3)
 
 
 def test_each_round_reports_done_up_to_its_last_message(rig: Rig) -> None:
