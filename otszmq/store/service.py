@@ -107,6 +107,10 @@ class StoreService:
         self.counters.gauge("keep_ratio", lambda: self._announced)
         self.counters.gauge("write_rate", lambda: round(self._keeper.write_rate, 1))
         self.counters.gauge("record_demand", lambda: round(self._keeper.demand, 1))
+        # The most a tick of the keep controller was late since the counters were last
+        # published: a receiver starved of CPU answers a flood late (BENCHMARKS.md, step 20).
+        self._tick_late = 0.0
+        self.counters.gauge("keep_tick_late_ms", lambda: round(1000 * self._tick_late, 1))
 
     def request_stop(self) -> None:
         self._stop = True
@@ -127,6 +131,7 @@ class StoreService:
                 now = time.monotonic()
                 linger_until = self._feed.serve(now)
                 if now >= next_tick:
+                    self._tick_late = max(self._tick_late, now - next_tick)
                     self._update_keep(now)
                     next_tick = now + TICK
                 next_stats = self._stats_when_due(next_stats)
@@ -258,3 +263,4 @@ class StoreService:
 
     def _publish_stats(self) -> None:
         publish_stats(self._stats_pub, self.config.name, "store", self.counters)
+        self._tick_late = 0.0

@@ -25,6 +25,8 @@ import pytest
 import zmq
 
 from otszmq.errors import StoreError
+from otszmq.metrics import publish_stats
+from otszmq.store import service as store_service
 from otszmq.store.database import open_database
 from otszmq.store.main import writer_spec
 from otszmq.store.migrations import LATEST, migrate
@@ -42,6 +44,7 @@ from otszmq.store.models import (
 )
 from otszmq.store.records import RecordFields, pack_records, record_from_event
 from otszmq.store.service import StoreConfig, StoreService
+from otszmq.store.shedding import TICK, KeepController
 from otszmq.store.writer import RecordWriter, Retention
 from otszmq.store.writer_process import spawn_writer
 from otszmq.wire import TOPIC_RECORD, TOPIC_RECORD_KEPT, TOPIC_SHED, TOPIC_STATS, unpack_shed
@@ -61,6 +64,7 @@ from tests.store_support import (
 from tests.support import READY_TIMEOUT, otszmq_command
 
 KEEP_ALL = Retention(points=None, cot=None, chat=None)
+STALL = 1.0  # seconds the store's first look at its counts takes in the late-tick test
 
 
 @pytest.fixture(params=BACKENDS)
@@ -254,7 +258,7 @@ class Harness:
         return self.service.counters.values
 
     def send(self, records: list[RecordFields], topic: bytes = TOPIC_RECORD) -> None:
-        """One record frame, as a worker sends a drain round's records."""
+        """One record frame, as a worker sends the records it holds."""
         self.send_frame(pack_records(records), topic)
 
     def send_frame(self, frame: bytes, topic: bytes = TOPIC_RECORD) -> None:
@@ -301,6 +305,36 @@ def test_records_over_zeromq_are_written_in_batches(url, tmp_path):
         assert store.counters["records_dropped"] == 0
         # The writer process's memory, on the receiver's gauges (it publishes nothing itself).
         assert store.service.counters.snapshot()["gauges"]["writer_rss_bytes"] > 1_000_000
+
+
+def test_a_late_keep_tick_shows_on_its_gauge_until_the_counters_are_published(
+    url, tmp_path, monkeypatch
+):
+    published: list[float] = []
+
+    def spy(pub, name, role, counters):
+        published.append(counters.snapshot()["gauges"]["keep_tick_late_ms"])
+        publish_stats(pub, name, role, counters)
+
+    monkeypatch.setattr(store_service, "publish_stats", spy)
+    update = KeepController.update
+    stalled: list[float] = []
+
+    def stalling(self, now, *counts):
+        # The first look at the counts, before the main loop, takes a second: the tick
+        # after it is due 0.1 s after that look began, so it comes ~0.9 s late.
+        if not stalled:
+            stalled.append(now)
+            time.sleep(STALL)
+        return update(self, now, *counts)
+
+    monkeypatch.setattr(KeepController, "update", stalling)
+    with harness(url, tmp_path):
+        wait_until("counters published after the stall", lambda: len(published) >= 4)
+    late = max(published)
+    assert late >= 1000 * (STALL - TICK) - 50
+    # The gauge is the most since the last publication, not since the start.
+    assert published[published.index(late) + 1 :] and published[-1] < late
 
 
 def test_overflow_is_dropped_counted_and_logged(url, tmp_path, caplog):
