@@ -84,7 +84,7 @@ sheddable record at random, so every source's records are thinned alike, and cou
 it did not record. What people write by hand is rare and not made up for by the next report (a
 chat message, an alert, a 9-line, a marker a person placed:
 ``otszmq.store.records.KEPT_WHILE_SHEDDING``), so a worker always records those; a frame of
-records all built while keep was 0 go as ``[TOPIC_RECORD_KEPT, records]``, which the store
+records all built while keep was 0 goes as ``[TOPIC_RECORD_KEPT, records]``, which the store
 takes past its limit (up to otszmq.store.buffer.KEPT_ROOM times it).
 """
 

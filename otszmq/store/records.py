@@ -9,10 +9,11 @@ unpacks msgpack, never XML. This module is that format, sans-IO: :func:`record_k
 
 Frames: ``[TOPIC_RECORD, records]``, each holding what a worker built over up to
 ``record_linger`` seconds (see :mod:`otszmq.wire`), where ``records`` is one msgpack array
-``[RECORD_VERSION, skipped, [record, record, ...]]``: packed once per frame, in C, rather than
-once per record. ``skipped`` is the number of sheddable
-records the worker did not build since its previous frame, because the store asked for fewer
-(SHED in otszmq.wire): with it the store knows what it could have had (otszmq.store.shedding).
+``[RECORD_VERSION, skipped, [record, record, ...]]``: each record packed in C as the worker
+builds it (:class:`RecordPacker`), the frame's head added when it goes. ``skipped`` is the
+number of sheddable records the worker did not build since its previous frame, because the
+store asked for fewer (SHED in otszmq.wire): with it the store knows what it could have had
+(otszmq.store.shedding).
 
 Record layout (``RECORD_VERSION`` 4; 3 had no ``skipped`` in the frame, 2 packed each record on
 its own with the version in it, 1 had no ``groups``): a msgpack array with fixed positions::
@@ -67,8 +68,8 @@ store stage (workers do not take store settings), and dropping ~600 bytes there 
 second switch that must agree across processes.
 
 PERF: the worker pays for this on its hot path. An SA record costs a few attribute reads on
-elements the parser already picked out (no second walk over ``<detail>``) and a tuple; a
-frame's records are packed together. Values stay the strings lxml gives, and the store converts
+elements the parser already picked out (no second walk over ``<detail>``) and a tuple, packed
+at once. Values stay the strings lxml gives, and the store converts
 them. Rarer kinds walk ``<detail>`` once.
 """
 
