@@ -25,6 +25,10 @@ real limit. A collapse (see above) is not run again: it is no borderline. All at
 the last one counts. Each step says what limited it (`limited_by`): the generator (its core
 saturated), the cores (the generator could not keep its pace while the server took the rest of
 the 2 cores), other processes, or the server.
+
+`--paired-port PORT` ramps a second server too, a step of each in turn, the order reversed every
+round (`run_paired`): two maxima whose ratio is the figure (otszmq with its store on and off)
+then meet the same minutes of a machine whose speed drifts by tens of percent within an hour.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import math
 import shlex
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -193,7 +198,7 @@ def progress(text: str, final: bool) -> None:
     sys.stderr.flush()
 
 
-def describe(number: int, result: Json, reasons: list[str]) -> str:
+def describe(number: int, result: Json, reasons: list[str], who: str = "") -> str:
     figures = row(result)
     ratio = figures["delivery_ratio"]
     verdict = "PASS" if not reasons else "FAIL: " + "; ".join(reasons)
@@ -203,7 +208,8 @@ def describe(number: int, result: Json, reasons: list[str]) -> str:
     if figures["misdelivered"]:
         bound += f" [misdelivered {figures['misdelivered']}]"
     return (
-        f"  step {number:2d}  {figures['offered_rate']:>9.0f}/s  sent {figures['sent_rate']}/s  "
+        f"  {who}step {number:2d}  {figures['offered_rate']:>9.0f}/s  "
+        f"sent {figures['sent_rate']}/s  "
         f"delivered {'n/a' if ratio is None else f'{ratio:.3%}'}  "
         f"{figures['deliveries_per_s']} deliveries/s  p50 {figures['p50_ms']} "
         f"p99 {figures['p99_ms']} ms  {verdict}{bound}"
@@ -274,107 +280,175 @@ def step(cfg: RampConfig, rate: float) -> Json:
     return dict(uvloop.run(load.run(replace(cfg.load, rate=rate))))
 
 
-def attempt(cfg: RampConfig, rate: float, number: int) -> Json:
-    """One load run at `rate`, judged, with --between-steps after it."""
-    progress(f"  step {number:2d}  {rate:>9.0f}/s  running...", False)
+def attempt(cfg: RampConfig, rate: float, number: int, who: str = "") -> Json:
+    """One load run at `rate`, judged, with --between-steps after it; `who` starts its lines."""
+    progress(f"  {who}step {number:2d}  {rate:>9.0f}/s  running...", False)
     result = step(cfg, rate)
     reasons = judge(result)
-    progress(describe(number, result, reasons), True)
+    progress(describe(number, result, reasons, who), True)
     return {"rate": rate, "passed": not reasons, "reasons": reasons, "row": row(result),
             "result": result, "between_steps": run_between_steps(cfg.between_steps)}
 
 
-def half_rate(cfg: RampConfig, rate: float) -> Json:
-    """--half-repeats steps at `rate`; the one with the median p99 stands for all of them.
+class Ramp:
+    """One server's search, a step at a time: `run` drives one alone, `run_paired` two in turn."""
 
-    NOTE: a 3 s window's p99 is decided by its slowest 30 ms of traffic, so one window reports
-    whether a stall happened to fall in it as much as how the server runs; the median of a few
-    is the server's latency with headroom.
-    """
-    runs: list[Json] = []
-    for _ in range(cfg.half_repeats):
+    def __init__(self, cfg: RampConfig, *, paired: bool = False) -> None:
+        self.cfg = cfg
+        # Paired: the other server's next step must not meet this one's backlog, and each
+        # line of the progress says whose step it is.
+        self.settle_after_last = paired
+        self.who = f":{cfg.load.port} " if paired else ""
+        self.label = f"{cfg.load.scenario} x{cfg.load.clients} on {cfg.load.host}:{cfg.load.port}"
+        self.started_at = datetime.now(UTC)
+        self.search = Search(cfg)
+        self.steps: list[Json] = []
+        self.rate: float | None = cfg.start_rate  # the next rate to try; None: search done
+        self.rates = 0  # rates searched
+        self.attempts = 0  # attempts at the current rate
+        self.half_runs: list[Json] = []
+        progress(f"ramp {self.label}: max {cfg.max_steps} steps of ~{_step_seconds(cfg):.0f} s",
+                 True)
+
+    @property
+    def searching(self) -> bool:
+        return self.rate is not None and self.rates < self.cfg.max_steps
+
+    def advance(self) -> None:
+        """One attempt at the current rate, and what it means for the search."""
+        cfg, search = self.cfg, self.search
+        assert self.rate is not None
+        rate = self.rate
+        self.steps.append(attempt(cfg, rate, len(self.steps) + 1, self.who))
+        done = self.steps[-1]
+        reasons = done["reasons"]
+        self.attempts += 1
+        if reasons and self.attempts <= cfg.confirm_failures and not collapsed(cfg, done, search):
+            done["superseded"] = True
+            progress(f"  {self.who}failed: the same rate once more, to confirm", True)
+            time.sleep(PAUSE_AFTER_FAIL_S)
+            done["idle_wait_s"] = round(wait_until_idle(cfg.load), 2)
+            return
+        self.rates, self.attempts = self.rates + 1, 0
+        search.record(rate, not reasons)
+        if reasons and collapsed(cfg, done, search):
+            done["ended_search"] = f"delivered < {cfg.end_on_collapse:.0%} (--end-on-collapse)"
+            progress(f"  {self.who}collapsed above a passing rate: {done['ended_search']}", True)
+            self.rate = None
+        else:
+            self.rate = search.next_rate(rate)
+        if self.searching or self.settle_after_last:
+            time.sleep(cfg.pause if not reasons else max(cfg.pause, PAUSE_AFTER_FAIL_S))
+            done["idle_wait_s"] = round(wait_until_idle(cfg.load), 2)
+
+    @property
+    def half_rate(self) -> float | None:
+        """The rate of the steps at half the maximum; None if there are none to run."""
+        if not self.cfg.half or self.search.best is None:
+            return None
+        return _round3(self.search.best / 2)
+
+    def half_step(self) -> None:
+        """One step at half the maximum (half_rate must not be None)."""
+        cfg, rate = self.cfg, self.half_rate
+        assert rate is not None
         wait_until_idle(cfg.load)
-        progress(f"  half     {rate:>9.0f}/s  running...", False)
+        progress(f"  {self.who}half     {rate:>9.0f}/s  running...", False)
         result = step(cfg, rate)
-        runs.append({"rate": rate, "reasons": judge(result), "row": row(result), "result": result,
-                     "between_steps": run_between_steps(cfg.between_steps)})
-        progress(describe(0, result, runs[-1]["reasons"]).replace("step  0", "half   "), True)
-    by_p99 = sorted(runs, key=lambda run: math.inf if run["row"]["p99_ms"] is None
-                    else run["row"]["p99_ms"])  # fmt: skip
-    return {**by_p99[(len(by_p99) - 1) // 2], "repeats": [run["row"] for run in runs]}
+        self.half_runs.append({
+            "rate": rate, "reasons": judge(result), "row": row(result), "result": result,
+            "between_steps": run_between_steps(cfg.between_steps),
+        })  # fmt: skip
+        line = describe(0, result, self.half_runs[-1]["reasons"], self.who)
+        progress(line.replace("step  0", "half   ", 1), True)
+        if self.settle_after_last:
+            wait_until_idle(cfg.load)
+
+    def result(self) -> Json:
+        """The ramp's JSON (see the module docstring)."""
+        cfg, search, steps = self.cfg, self.search, self.steps
+        at_half = None
+        if self.half_runs:
+            # NOTE: a 3 s window's p99 is decided by its slowest 30 ms of traffic, so one window
+            # reports whether a stall happened to fall in it as much as how the server runs; the
+            # median of a few is the server's latency with headroom.
+            by_p99 = sorted(self.half_runs, key=lambda run: math.inf if run["row"]["p99_ms"] is None
+                            else run["row"]["p99_ms"])  # fmt: skip
+            at_half = {**by_p99[(len(by_p99) - 1) // 2],
+                       "repeats": [run["row"] for run in self.half_runs]}
+        failing = [
+            s for s in steps
+            if not s["passed"] and s["rate"] == search.lowest_fail and not s.get("superseded")
+        ]
+        progress(
+            f"ramp {self.label}: max sustainable rate {search.best}/s"
+            + (f" (next failed at {search.lowest_fail}/s)" if search.lowest_fail else ""),
+            True,
+        )
+        return {
+            "benchmark": "otszmq.ramp",
+            "schema": 1,
+            "scenario": cfg.load.scenario,
+            "started_at": self.started_at.isoformat(),
+            "machine": procstat.machine_info(),
+            "config": {
+                **{key: value for key, value in asdict(cfg).items() if key != "load"},
+                "load": steps[0]["result"]["config"] if steps else None,
+            },
+            "criteria": {
+                "min_delivery_ratio": MIN_DELIVERY_RATIO,
+                "max_p99_ms": MAX_P99_MS,
+                "min_sent_ratio": MIN_SENT_RATIO,
+            },
+            "max_sustainable_rate": search.best,
+            "lowest_failing_rate": search.lowest_fail,
+            "failure_limited_by": failing[-1]["row"]["limited_by"] if failing else None,
+            "at_max": next(
+                (s["row"] for s in steps if s["rate"] == search.best and s["passed"]), None
+            ),
+            "at_half": at_half,
+            "steps": steps,
+        }
 
 
 def run(cfg: RampConfig) -> Json:
-    started_at = datetime.now(UTC)
-    label = f"{cfg.load.scenario} x{cfg.load.clients} on {cfg.load.host}:{cfg.load.port}"
-    progress(f"ramp {label}: max {cfg.max_steps} steps of ~{_step_seconds(cfg):.0f} s", True)
-    search = Search(cfg)
-    steps: list[Json] = []
-    rate: float | None = cfg.start_rate
-    rates = attempts = 0  # rates searched; attempts at the current rate
-    while rate is not None and rates < cfg.max_steps:
-        steps.append(attempt(cfg, rate, len(steps) + 1))
-        reasons = steps[-1]["reasons"]
-        attempts += 1
-        if reasons and attempts <= cfg.confirm_failures and not collapsed(cfg, steps[-1], search):
-            steps[-1]["superseded"] = True
-            progress("  failed: the same rate once more, to confirm", True)
-            time.sleep(PAUSE_AFTER_FAIL_S)
-            steps[-1]["idle_wait_s"] = round(wait_until_idle(cfg.load), 2)
-            continue
-        rates, attempts = rates + 1, 0
-        search.record(rate, not reasons)
-        if reasons and collapsed(cfg, steps[-1], search):
-            steps[-1]["ended_search"] = f"delivered < {cfg.end_on_collapse:.0%} (--end-on-collapse)"
-            progress(f"  collapsed above a passing rate: {steps[-1]['ended_search']}", True)
-            break
-        rate = search.next_rate(rate)
-        if rate is not None:
-            time.sleep(cfg.pause if not reasons else max(cfg.pause, PAUSE_AFTER_FAIL_S))
-            steps[-1]["idle_wait_s"] = round(wait_until_idle(cfg.load), 2)
-    at_half: Json | None = None
-    if cfg.half and search.best is not None:
-        at_half = half_rate(cfg, _round3(search.best / 2))
-    failing = [
-        s for s in steps
-        if not s["passed"] and s["rate"] == search.lowest_fail and not s.get("superseded")
-    ]
-    summary_line = (
-        f"ramp {label}: max sustainable rate {search.best}/s"
-        + (f" (next failed at {search.lowest_fail}/s)" if search.lowest_fail else "")
-    )
-    progress(summary_line, True)
-    return {
-        "benchmark": "otszmq.ramp",
-        "schema": 1,
-        "scenario": cfg.load.scenario,
-        "started_at": started_at.isoformat(),
-        "machine": procstat.machine_info(),
-        "config": {
-            **{key: value for key, value in asdict(cfg).items() if key != "load"},
-            "load": steps[0]["result"]["config"] if steps else None,
-        },
-        "criteria": {
-            "min_delivery_ratio": MIN_DELIVERY_RATIO,
-            "max_p99_ms": MAX_P99_MS,
-            "min_sent_ratio": MIN_SENT_RATIO,
-        },
-        "max_sustainable_rate": search.best,
-        "lowest_failing_rate": search.lowest_fail,
-        "failure_limited_by": failing[-1]["row"]["limited_by"] if failing else None,
-        "at_max": next(
-            (s["row"] for s in steps if s["rate"] == search.best and s["passed"]), None
-        ),
-        "at_half": at_half,
-        "steps": steps,
-    }
+    ramp = Ramp(cfg)
+    while ramp.searching:
+        ramp.advance()
+    if ramp.half_rate is not None:
+        for _ in range(cfg.half_repeats):
+            ramp.half_step()
+    return ramp.result()
+
+
+def run_paired(cfgs: Sequence[RampConfig]) -> list[Json]:
+    """Ramps of several servers, a step of each in turn, the order reversed every round.
+
+    Why: this machine's speed drifts by tens of percent within an hour, so two maxima measured
+    one ramp after the other compare the two stretches of time as much as the two servers. In
+    turn, each server's steps meet the same minutes; each search still goes its own way.
+    """
+    ramps = [Ramp(cfg, paired=True) for cfg in cfgs]
+    order = list(ramps)
+    while any(ramp.searching for ramp in ramps):
+        for ramp in order:
+            if ramp.searching:
+                ramp.advance()
+        order.reverse()
+    repeats = max(cfg.half_repeats for cfg in cfgs)
+    for number in range(repeats):
+        for ramp in order:
+            if ramp.half_rate is not None and number < ramp.cfg.half_repeats:
+                ramp.half_step()
+        order.reverse()
+    return [ramp.result() for ramp in ramps]
 
 
 def _step_seconds(cfg: RampConfig) -> float:
     return cfg.load.warmup + cfg.load.duration + 1.0 + cfg.pause
 
 
-def parse_args(argv: list[str]) -> tuple[RampConfig, bool]:
+def parse_args(argv: list[str]) -> tuple[list[RampConfig], bool]:
     parser = argparse.ArgumentParser(prog="benchmarks.ramp", description=__doc__.split("\n")[0])
     add_load_flags(parser)
     add = parser.add_argument
@@ -396,6 +470,12 @@ def parse_args(argv: list[str]) -> tuple[RampConfig, bool]:
     add("--between-steps", default="", metavar="COMMAND",
         help="run COMMAND (split like a shell line, no shell) after every step, e.g. a peer's "
              "clean-up script; its exit status and time are kept with the step")
+    add("--paired-port", type=int, default=0,
+        help="ramp a second server on this port too, a step of each in turn (the order reversed "
+             "every round): two maxima that met the same minutes of a drifting machine. The "
+             "JSON is then {'ramps': [this port's, the paired port's]}")
+    add("--paired-server-pids", default="",
+        help="the second server's --server-pids (--server-tree applies to both)")
     args = parser.parse_args(argv)
     loaded = load_config_from(parser, args)
     if not is_rate_scenario(loaded.scenario):
@@ -429,13 +509,29 @@ def parse_args(argv: list[str]) -> tuple[RampConfig, bool]:
         end_on_collapse=args.end_on_collapse,
         between_steps=args.between_steps,
     )
-    return cfg, bool(args.json)
+    if not args.paired_port:
+        if args.paired_server_pids:
+            parser.error("--paired-server-pids: needs --paired-port")
+        return [cfg], bool(args.json)
+    try:
+        paired_pids = tuple(int(pid) for pid in args.paired_server_pids.split(",") if pid.strip())
+    except ValueError:
+        parser.error(f"--paired-server-pids: not a comma-separated list of PIDs: "
+                     f"{args.paired_server_pids!r}")
+    if not 0 < args.paired_port < 65536 or args.paired_port == loaded.port:
+        parser.error("--paired-port: a port other than --port")
+    if bool(paired_pids) != bool(loaded.server_pids):
+        parser.error("--paired-server-pids: give PIDs for both servers or for neither")
+    paired = replace(cfg, load=replace(loaded, port=args.paired_port, server_pids=paired_pids))
+    return [cfg, paired], bool(args.json)
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, _ = parse_args(sys.argv[1:] if argv is None else argv)
+    cfgs, _ = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        result = run(cfg)
+        result = run(cfgs[0]) if len(cfgs) == 1 else {
+            "benchmark": "otszmq.ramp-paired", "schema": 1, "ramps": run_paired(cfgs)
+        }
     except (load.BenchError, TlsConfigError) as exc:
         print(f"benchmarks.ramp: {exc}", file=sys.stderr)
         return 1

@@ -304,11 +304,14 @@ def store_targets(suite: Json) -> list[list[str]]:
     config = suite["config"]
     store_on_side_by_side = "--store" not in config["serve_args"]
     rates: dict[int, dict[bool, float]] = {}
+    paired: set[int] = set()  # client counts whose two ramps took turns (benchmarks.ramp)
     for run in runs(suite, "sa-broadcast"):
         result = _ok(run)
         if run["server"] in OTSZMQ_ROWS and result and result.get("max_sustainable_rate"):
             store = run["server"] == "otszmq" and store_on_side_by_side
             rates.setdefault(run["clients"], {})[store] = result["max_sustainable_rate"]
+            if run.get("paired_with") in OTSZMQ_ROWS:
+                paired.add(run["clients"])
     for run in runs(suite, "sa-broadcast", scaling=True):
         setting, result = run["scaling"], _ok(run)
         same = (setting["workers"], setting["ingest"]) == (
@@ -320,8 +323,9 @@ def store_targets(suite: Json) -> list[list[str]]:
     for clients, pair in sorted(rates.items()):
         if True in pair and False in pair:
             ratio = pair[True] / pair[False]
+            how = ", the two ramps in turn" if clients in paired else ""
             out.append([f"store on: max rate within 10% of store off, {clients} clients",
-                        f"{ratio:.0%} ({num(pair[True])} vs {num(pair[False])} events/s)",
+                        f"{ratio:.0%} ({num(pair[True])} vs {num(pair[False])} events/s{how})",
                         _verdict(ratio >= 0.9)])
     return out or [["store on: max rate within 10% of store off",
                     "not measured (no store-off run: serve without --store?)", DASH]]

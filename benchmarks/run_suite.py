@@ -43,6 +43,7 @@ from benchmarks.suiteplan import (
     SuiteConfig,
     jobs_for,
     run_job,
+    run_paired_job,
     scaling_settings,
 )
 
@@ -53,6 +54,9 @@ Json = dict[str, Any]
 # like-for-like routing figure, and the store's cost as the ratio to the otszmq row of the same run.
 NOSTORE = "otszmq-nostore"
 NOSTORE_SCENARIOS = frozenset({"sa-broadcast"})
+# The store's cost is a ratio of two maxima; their ramps run in turn, step by step
+# (benchmarks.ramp --paired-port), so that a drift of the machine falls on both alike.
+PAIRED = ("otszmq", NOSTORE)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -205,6 +209,39 @@ def run_on(server_kind: str, jobs: list[Job], cfg: SuiteConfig,
     return records
 
 
+def run_paired_on(jobs: list[Job], cfg: SuiteConfig) -> list[Json]:
+    """Starts otszmq and otszmq-nostore side by side, runs each ramp job against both at once
+    (a step of each in turn), stops them; a record per job and server."""
+    first_kind, second_kind = PAIRED
+    started: list[servers.Server] = []
+    try:
+        for kind in PAIRED:
+            started.append(start(kind, cfg))
+    except servers.ServerError as exc:
+        for server in started:
+            server.stop()
+        log(f"{' and '.join(PAIRED)}: {exc}")
+        return [{**job.describe(), "server": kind, "error": str(exc)}
+                for job in jobs for kind in PAIRED]  # fmt: skip
+    first, second = started
+    log(f"{first.label} on 127.0.0.1:{first.port} and {second.label} on 127.0.0.1:{second.port} "
+        f"ready, ramped in turn")
+    records: list[Json] = []
+    try:
+        for job in jobs:
+            log(f"{job.scenario} x{job.clients} on {first_kind} and {second_kind}, in turn")
+            records.extend(run_paired_job(job, first, second))
+        for server in started:
+            stats = servers.otszmq_stats(server)
+            own = [record for record in records if record["server"] == server.label]
+            if stats is not None and own:
+                own[-1]["otszmq_stats"] = stats
+    finally:
+        for server in started:
+            server.stop()
+    return records
+
+
 def reusable(records: list[Json], cfg: SuiteConfig, setting: Setting) -> Json | None:
     """The side-by-side otszmq sa-broadcast record for this scaling setting, if there is one."""
     side_by_side = Setting(cfg.workers, cfg.ingest_processes, store="--store" not in cfg.serve_args)
@@ -232,6 +269,10 @@ def run_suite(cfg: SuiteConfig, store_switch: bool) -> Json:
     for scenario in cfg.scenarios:
         for kind in kinds:
             if kind == NOSTORE and scenario not in NOSTORE_SCENARIOS:
+                continue
+            if kind in PAIRED and scenario in NOSTORE_SCENARIOS and set(PAIRED) <= set(kinds):
+                if kind == PAIRED[0]:
+                    records.extend(run_paired_on(jobs_for(cfg, scenario, kind), cfg))
                 continue
             records.extend(run_on(kind, jobs_for(cfg, scenario, kind), cfg))
     if cfg.scaling and "otszmq" in cfg.servers:

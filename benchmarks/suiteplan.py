@@ -218,15 +218,51 @@ def _pump(stream: IO[str], tail: list[str]) -> None:
 
 
 def run_job(job: Job, server: Server) -> Json:
+    """Runs `job`'s program against `server`; the record of the run, its JSON result included."""
+    argv = _argv(job, server)
+    if job.program == "benchmarks.ramp" and server.clean_command:
+        argv += ["--between-steps", shlex.join(server.clean_command)]
+    code, out, seconds, tail = _launch(argv, job.timeout)
+    result, problem = _parse_result(out)
+    return _record(job, server, argv, code, seconds, result, problem, tail)
+
+
+def run_paired_job(job: Job, first: Server, second: Server) -> list[Json]:
+    """Runs a ramp job against two servers at once, a step of each in turn (benchmarks.ramp
+    --paired-port); a record for each, as run_job would give, each naming the other."""
+    assert job.program == "benchmarks.ramp" and not first.clean_command
+    argv = [
+        *_argv(job, first),
+        "--paired-port", str(second.port),
+        "--paired-server-pids", ",".join(str(pid) for pid in second.root_pids),
+    ]  # fmt: skip
+    # Both ramps in one program: each step is run once, so twice the time of one ramp.
+    code, out, seconds, tail = _launch(argv, 2 * job.timeout)
+    result, problem = _parse_result(out)
+    ramps = result.get("ramps") if result is not None else None
+    if result is not None and (not isinstance(ramps, list) or len(ramps) != 2):
+        result, problem = None, "its JSON has no 'ramps' list of two"
+    records = []
+    for index, (server, other) in enumerate(((first, second), (second, first))):
+        own = ramps[index] if result is not None and ramps is not None else None
+        record = _record(job, server, argv, code, seconds, own, problem, tail)
+        records.append({**record, "paired_with": other.label})
+    return records
+
+
+def _argv(job: Job, server: Server) -> list[str]:
     # The roots and --server-tree: the program finds their descendants at every sample, so the
     # per-client forks of a forking server (OpenTAKServer) are measured too.
     pids = ",".join(str(pid) for pid in server.root_pids)
-    argv = [
+    return [
         sys.executable, "-m", job.program, *job.args,
         "--port", str(server.port), "--server-pids", pids, "--server-tree",
     ]  # fmt: skip
-    if job.program == "benchmarks.ramp" and server.clean_command:
-        argv += ["--between-steps", shlex.join(server.clean_command)]
+
+
+def _launch(argv: list[str], timeout: float) -> tuple[int, str, float, list[str]]:
+    """Runs a benchmark program, passing its progress through; exit status, stdout, seconds
+    and the last lines of its stderr. Killed after `timeout` seconds."""
     began = time.monotonic()
     tail: list[str] = []
     proc = subprocess.Popen(
@@ -235,7 +271,7 @@ def run_job(job: Job, server: Server) -> Json:
     assert proc.stdout is not None and proc.stderr is not None
     pump = threading.Thread(target=_pump, args=(proc.stderr, tail), daemon=True)
     pump.start()
-    timer = threading.Timer(job.timeout, proc.kill)
+    timer = threading.Timer(timeout, proc.kill)
     timer.start()
     try:
         out = proc.stdout.read()
@@ -243,6 +279,26 @@ def run_job(job: Job, server: Server) -> Json:
     finally:
         timer.cancel()
         pump.join(5)
+    return code, out, round(time.monotonic() - began, 1), tail
+
+
+def _parse_result(out: str) -> tuple[Json | None, str]:
+    """The program's JSON object, or None and what is wrong with its stdout."""
+    if not out.strip():
+        return None, "no JSON on its stdout"
+    try:
+        return json_loads(out), ""
+    except ValueError as exc:
+        return None, (
+            f"its stdout ({len(out)} characters) is not a JSON object: {exc}; "
+            f"it began {out[:60]!r}"
+        )
+
+
+def _record(
+    job: Job, server: Server, argv: list[str], code: int, seconds: float, result: Json | None,
+    problem: str, tail: list[str],
+) -> Json:
     record: Json = {
         **job.describe(),
         "server": server.label,
@@ -250,18 +306,10 @@ def run_job(job: Job, server: Server) -> Json:
         "settings": server.settings,
         "argv": argv[1:],
         "returncode": code,
-        "seconds": round(time.monotonic() - began, 1),
+        "seconds": seconds,
+        "result": result,
     }
-    problem = "no JSON on its stdout"
-    try:
-        record["result"] = json_loads(out) if out.strip() else None
-    except ValueError as exc:
-        record["result"] = None
-        problem = (
-            f"its stdout ({len(out)} characters) is not a JSON object: {exc}; "
-            f"it began {out[:60]!r}"
-        )
-    if code != 0 or record["result"] is None:
+    if code != 0 or result is None:
         lines = tail[-10:]
         if code == 0:
             # NOTE: the last line is what the report shows; a program's own last line may

@@ -7,6 +7,7 @@ results), and the report rows of a run that was capped or skipped (benchmarks.re
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -15,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from benchmarks import cotgen, profiles, ramp, report, results
+from benchmarks import cotgen, profiles, ramp, report, results, suiteplan
 from benchmarks.options import LoadConfig
 from benchmarks.servers import Server
-from benchmarks.suiteplan import Job, SuiteConfig, jobs_for, run_job
+from benchmarks.suiteplan import Job, SuiteConfig, jobs_for, run_job, run_paired_job
 
 CLIENTS = {
     "sa-broadcast": (10, 50),
@@ -206,6 +207,91 @@ def test_a_failing_rate_is_run_again_and_fails_only_when_the_second_attempt_fail
     assert [run["p99_ms"] for run in half["repeats"]] == [30.0, 10.0, 20.0]
 
 
+def test_paired_ramps_take_turns_and_each_search_goes_its_own_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Port 1 tops out at 2000/s, port 2 at 4000/s; port 1's 2000/s stalls once and is confirmed.
+    limits = {1: 2000.0, 2: 4000.0}
+    stalls = {(1, 2000.0): 1}
+    order: list[tuple[int, float]] = []
+    events: list[tuple[str, int]] = []  # steps and idle waits, as they came
+
+    def step(cfg: ramp.RampConfig, rate: float) -> dict[str, Any]:
+        port = cfg.load.port
+        order.append((port, rate))
+        events.append(("step", port))
+        if stalls.get((port, rate)):
+            stalls[(port, rate)] -= 1
+            return load_result(rate, passed=False)
+        return load_result(rate, passed=rate <= limits[port], p99=float(port))
+
+    def wait_until_idle(load: LoadConfig) -> float:
+        events.append(("idle", load.port))
+        return 0.0
+
+    monkeypatch.setattr(ramp, "step", step)
+    monkeypatch.setattr(ramp, "wait_until_idle", wait_until_idle)
+    monkeypatch.setattr(ramp, "PAUSE_AFTER_FAIL_S", 0.0)
+    first = ramp.RampConfig(load=LoadConfig(port=1), start_rate=1000.0, precision=0.5,
+                            pause=0.0, half_repeats=2)  # fmt: skip
+    second = replace(first, load=LoadConfig(port=2))
+    results = ramp.run_paired([first, second])
+    # A step of each in turn, the order reversed every round; a search that has ended stops.
+    assert order[:8] == [
+        (1, 1000.0), (2, 1000.0),
+        (2, 2000.0), (1, 2000.0),
+        (1, 2000.0), (2, 4000.0),
+        (2, 8000.0), (1, 4000.0),
+    ]  # fmt: skip
+    assert [r["max_sustainable_rate"] for r in results] == [2000.0, 4000.0]
+    assert [r["lowest_failing_rate"] for r in results] == [2830.0, 5660.0]
+    # The half-rate windows alternate too, and each ramp has its own.
+    halves = order[-4:]
+    assert sorted(halves) == [(1, 1000.0), (1, 1000.0), (2, 2000.0), (2, 2000.0)]
+    assert halves[0][0] != halves[1][0] and halves[2][0] != halves[3][0]
+    assert [r["at_half"]["row"]["p99_ms"] for r in results] == [1.0, 2.0]
+    # A server has worked off each of its steps, its last included, before the other's next.
+    steps_at = [i for i, (what, _) in enumerate(events) if what == "step"]
+    for here, there in itertools.pairwise(steps_at):
+        if events[here][1] != events[there][1]:
+            assert ("idle", events[here][1]) in events[here + 1 : there], events[here:there + 1]
+
+
+def test_paired_ramp_flags_are_checked() -> None:
+    common = ["--port", "9001", "--start-rate", "100"]
+    cfgs, _ = ramp.parse_args([*common, "--paired-port", "9002"])
+    assert [cfg.load.port for cfg in cfgs] == [9001, 9002]
+    for wrong in (["--paired-server-pids", "5"], ["--paired-port", "9001"],
+                  ["--paired-port", "9002", "--paired-server-pids", "x"],
+                  ["--paired-port", "9002", "--server-pids", "4"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            ramp.parse_args([*common, *wrong])
+
+
+def test_a_paired_job_gives_a_record_per_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    job = jobs_for(suite_config(), "sa-broadcast", "otszmq")[0]
+    first = Server("otszmq", "otszmq", 9001, {}, (), None, None, (11,))
+    second = Server("otszmq-nostore", "otszmq", 9002, {}, (), None, None, (12,))
+    launched: list[list[str]] = []
+    out = '{"benchmark": "otszmq.ramp-paired", "ramps": [{"n": 1}, {"n": 2}]}'
+
+    def launch(argv: list[str], timeout: float) -> tuple[int, str, float, list[str]]:
+        launched.append(argv)
+        return 0, out, 1.0, []
+
+    monkeypatch.setattr(suiteplan, "_launch", launch)
+    records = run_paired_job(job, first, second)
+    assert flag(tuple(launched[0]), "--paired-port") == "9002"
+    assert flag(tuple(launched[0]), "--paired-server-pids") == "12"
+    assert [(r["server"], r["paired_with"], r["result"]) for r in records] == [
+        ("otszmq", "otszmq-nostore", {"n": 1}), ("otszmq-nostore", "otszmq", {"n": 2})
+    ]
+    assert not any("error" in record for record in records)
+    out = '{"benchmark": "otszmq.ramp"}'  # not a paired result: both runs failed, and say why
+    records = run_paired_job(job, first, second)
+    assert all(r["result"] is None and "no 'ramps' list of two" in r["error"] for r in records)
+
+
 def test_a_collapse_is_not_run_again(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ramp, "step", lambda cfg, rate: {
         **load_result(rate, passed=rate <= 1000.0),
@@ -286,3 +372,22 @@ def test_the_half_rate_target_shows_the_median_and_every_window() -> None:
     assert measured.startswith("20.0 ms, median of 3: 10.0, 20.0, 30.0 (machine 150% busy")
     assert verdict == "met"
     assert rows["sa-broadcast 10 clients, store on: max rate ≥ 60% of relay"][1] == "met"
+
+
+def test_the_store_target_says_when_its_two_ramps_took_turns() -> None:
+    def run(server: str, clients: int, rate: float, paired_with: str | None) -> dict[str, Any]:
+        record = {"scenario": "sa-broadcast", "clients": clients, "server": server,
+                  "result": {"max_sustainable_rate": rate}}  # fmt: skip
+        return {**record, "paired_with": paired_with} if paired_with else record
+
+    suite = {
+        "config": {"serve_args": [], "workers": 2, "ingest_processes": 1},
+        "runs": [run("otszmq", 10, 9000.0, "otszmq-nostore"),
+                 run("otszmq-nostore", 10, 10000.0, "otszmq"),
+                 run("otszmq", 50, 7000.0, None), run("otszmq-nostore", 50, 10000.0, None)],
+    }  # fmt: skip
+    rows = {what: (measured, verdict) for what, measured, verdict in report.store_targets(suite)}
+    ten = rows["store on: max rate within 10% of store off, 10 clients"]
+    assert ten == ("90% (9,000 vs 10,000 events/s, the two ramps in turn)", "met")
+    fifty = rows["store on: max rate within 10% of store off, 50 clients"]
+    assert fifty == ("70% (7,000 vs 10,000 events/s)", "**not met**")
