@@ -45,11 +45,6 @@ class RecordBuffer:
         """Whether a frame waits (one may hold no records: only a count of skipped ones)."""
         return bool(self._frames)
 
-    @property
-    def full(self) -> bool:
-        """Whether an arriving frame would be dropped now."""
-        return self._records >= self.limit
-
     def put(self, frame: bytes, count: int, *, kept: bool = False) -> bool:
         """Queue a frame of ``count`` records (``kept``: see the module's docstring); False
         when it was dropped (the caller counts)."""

@@ -22,8 +22,7 @@ def test_a_frame_is_taken_whole_while_the_queue_is_under_its_limit() -> None:
 def test_a_kept_frame_is_taken_past_the_limit_until_kept_room_times_it() -> None:
     buffer = RecordBuffer(10)
     assert buffer.put(b"full", 10)
-    assert buffer.full
-    assert not buffer.put(b"sa", 1)  # an ordinary frame: dropped
+    assert not buffer.put(b"sa", 1)  # an ordinary frame: dropped (10 >= 10 wait)
     assert buffer.put(b"chat", 3, kept=True)  # 10 < 2 x 10: taken
     assert buffer.put(b"alert", 8, kept=True)  # 13 < 20: taken, passing it by its own records
     assert len(buffer) == 21
