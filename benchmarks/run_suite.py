@@ -9,9 +9,11 @@ with --workers/--ingest-processes and any --serve-args; each peer through its st
 --peers-dir/NAME, which keeps its venv between suite runs), runs the scenario's programs against it
 (benchmarks.ramp for rate scenarios, benchmarks.load for the takserver shape, benchmarks.storm,
 benchmarks.idle) with the server's settings from benchmarks.profiles, and stops it. Between two
-runs against a peer with a clean.sh (OpenTAKServer), that runs, within ramps too. Then the otszmq
-scaling runs (sa-broadcast ramps with other worker and ingest counts). Everything measured goes
-into one JSON file under benchmarks/results/; BENCHMARKS.md at the repo root and PNG plots under
+runs against a peer with a clean.sh (OpenTAKServer), that runs, within ramps too. In sa-broadcast,
+otszmq and otszmq-nostore are started together and ramped in turn, a step of each (benchmarks.ramp
+--paired-port): the store's cost is the ratio of their maxima. Then the otszmq scaling runs
+(sa-broadcast ramps with other worker and ingest counts). Everything measured goes into one JSON
+file under benchmarks/results/; BENCHMARKS.md at the repo root and PNG plots under
 benchmarks/plots/ are written from it (again with --report-only). Progress goes to stderr.
 """
 
