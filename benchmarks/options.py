@@ -83,11 +83,16 @@ def add_endpoint_flags(parser: argparse.ArgumentParser) -> None:
     add("--json", action="store_true", help="print only the JSON result (no summary on stderr)")
 
 
-def endpoint_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Endpoint:
+def pids_from(parser: argparse.ArgumentParser, flag: str, text: str) -> tuple[int, ...]:
+    """The PIDs of a comma-separated flag value (empty: none); a parser error if it is not."""
     try:
-        pids = tuple(int(pid) for pid in args.server_pids.split(",") if pid.strip())
+        return tuple(int(pid) for pid in text.split(",") if pid.strip())
     except ValueError:
-        parser.error(f"--server-pids: not a comma-separated list of PIDs: {args.server_pids!r}")
+        parser.error(f"{flag}: not a comma-separated list of PIDs: {text!r}")
+
+
+def endpoint_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Endpoint:
+    pids = pids_from(parser, "--server-pids", args.server_pids)
     tls: TlsFiles | None = None
     if args.tls:
         files = files_from_flags(args.cert, args.key, args.ca, args.tls_server_name)

@@ -53,7 +53,13 @@ from typing import Any
 import uvloop
 
 from benchmarks import load, procstat
-from benchmarks.options import LoadConfig, add_load_flags, is_rate_scenario, load_config_from
+from benchmarks.options import (
+    LoadConfig,
+    add_load_flags,
+    is_rate_scenario,
+    load_config_from,
+    pids_from,
+)
 from benchmarks.tls import TlsConfigError
 
 Json = dict[str, Any]
@@ -513,11 +519,7 @@ def parse_args(argv: list[str]) -> tuple[list[RampConfig], bool]:
         if args.paired_server_pids:
             parser.error("--paired-server-pids: needs --paired-port")
         return [cfg], bool(args.json)
-    try:
-        paired_pids = tuple(int(pid) for pid in args.paired_server_pids.split(",") if pid.strip())
-    except ValueError:
-        parser.error(f"--paired-server-pids: not a comma-separated list of PIDs: "
-                     f"{args.paired_server_pids!r}")
+    paired_pids = pids_from(parser, "--paired-server-pids", args.paired_server_pids)
     if not 0 < args.paired_port < 65536 or args.paired_port == loaded.port:
         parser.error("--paired-port: a port other than --port")
     if bool(paired_pids) != bool(loaded.server_pids):
