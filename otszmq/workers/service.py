@@ -154,7 +154,8 @@ class WorkerService:
         next_stats = time.monotonic()
         log.info("%s started, %d ingest endpoints", self.config.name, len(self._dealers))
         while not self._stop:
-            wake_at = min(next_hello, next_stats, self._records_due or next_hello)
+            due = self._records_due
+            wake_at = min(next_hello, next_stats, next_hello if due is None else due)
             timeout_ms = max(0, math.ceil((wake_at - time.monotonic()) * 1000))
             for sock, _ in poller.poll(timeout_ms):
                 if sock == self._wakeup_fd:
