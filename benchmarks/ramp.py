@@ -26,9 +26,12 @@ the last one counts. Each step says what limited it (`limited_by`): the generato
 saturated), the cores (the generator could not keep its pace while the server took the rest of
 the 2 cores), other processes, or the server.
 
-`--paired-port PORT` ramps a second server too, a step of each in turn, the order reversed every
-round (`run_paired`): two maxima whose ratio is the figure (otszmq with its store on and off)
-then meet the same minutes of a machine whose speed drifts by tens of percent within an hour.
+`--paired-port PORT` ramps another server too (repeat it for more), a step of each in turn, the
+order reversed every round (`run_paired`): maxima whose ratio is the figure (otszmq against the
+relay, otszmq with its store on and off) then meet the same minutes of a machine whose speed
+drifts by tens of percent within an hour. Each server may have its own start and top rate
+(`--paired-start-rate`, `--paired-max-rate`, in the order of the ports): the relay's ramp starts
+where the relay ends, far above otszmq's.
 """
 
 from __future__ import annotations
@@ -297,7 +300,8 @@ def attempt(cfg: RampConfig, rate: float, number: int, who: str = "") -> Json:
 
 
 class Ramp:
-    """One server's search, a step at a time: `run` drives one alone, `run_paired` two in turn."""
+    """One server's search, a step at a time: `run` drives one alone, `run_paired` several in
+    turn."""
 
     def __init__(self, cfg: RampConfig, *, paired: bool = False) -> None:
         self.cfg = cfg
@@ -358,7 +362,8 @@ class Ramp:
         """One step at half the maximum (half_rate must not be None)."""
         cfg, rate = self.cfg, self.half_rate
         assert rate is not None
-        wait_until_idle(cfg.load)
+        if not self.settle_after_last:  # else it went idle after its last step already
+            wait_until_idle(cfg.load)
         progress(f"  {self.who}half     {rate:>9.0f}/s  running...", False)
         result = step(cfg, rate)
         self.half_runs.append({
@@ -476,12 +481,17 @@ def parse_args(argv: list[str]) -> tuple[list[RampConfig], bool]:
     add("--between-steps", default="", metavar="COMMAND",
         help="run COMMAND (split like a shell line, no shell) after every step, e.g. a peer's "
              "clean-up script; its exit status and time are kept with the step")
-    add("--paired-port", type=int, default=0,
-        help="ramp a second server on this port too, a step of each in turn (the order reversed "
-             "every round): two maxima that met the same minutes of a drifting machine. The "
-             "JSON is then {'ramps': [this port's, the paired port's]}")
-    add("--paired-server-pids", default="",
-        help="the second server's --server-pids (--server-tree applies to both)")
+    add("--paired-port", type=int, action="append", default=[], metavar="PORT",
+        help="ramp the server on this port too (repeat for more), a step of each in turn (the "
+             "order reversed every round): maxima that met the same minutes of a drifting "
+             "machine. The JSON is then {'ramps': [this port's, each paired port's in order]}")
+    add("--paired-server-pids", action="append", default=[], metavar="PIDS",
+        help="each paired server's --server-pids, in the order of the ports (--server-tree "
+             "applies to all)")
+    add("--paired-start-rate", type=float, action="append", default=[], metavar="RATE",
+        help="each paired server's --start-rate, in the order of the ports (default: ours)")
+    add("--paired-max-rate", type=float, action="append", default=[], metavar="RATE",
+        help="each paired server's --max-rate, in the order of the ports (default: ours)")
     args = parser.parse_args(argv)
     loaded = load_config_from(parser, args)
     if not is_rate_scenario(loaded.scenario):
@@ -515,17 +525,38 @@ def parse_args(argv: list[str]) -> tuple[list[RampConfig], bool]:
         end_on_collapse=args.end_on_collapse,
         between_steps=args.between_steps,
     )
-    if not args.paired_port:
-        if args.paired_server_pids:
-            parser.error("--paired-server-pids: needs --paired-port")
-        return [cfg], bool(args.json)
-    paired_pids = pids_from(parser, "--paired-server-pids", args.paired_server_pids)
-    if not 0 < args.paired_port < 65536 or args.paired_port == loaded.port:
-        parser.error("--paired-port: a port other than --port")
-    if bool(paired_pids) != bool(loaded.server_pids):
-        parser.error("--paired-server-pids: give PIDs for both servers or for neither")
-    paired = replace(cfg, load=replace(loaded, port=args.paired_port, server_pids=paired_pids))
-    return [cfg, paired], bool(args.json)
+    return [cfg, *_paired_configs(parser, args, cfg)], bool(args.json)
+
+
+def _paired_configs(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, cfg: RampConfig
+) -> list[RampConfig]:
+    """The ramps of the --paired-port servers: ours with their port, PIDs and rates."""
+    ports: list[int] = args.paired_port
+    for name in ("server_pids", "start_rate", "max_rate"):
+        given = getattr(args, f"paired_{name}")
+        if given and len(given) != len(ports):
+            parser.error(f"--paired-{name.replace('_', '-')}: give it once for each --paired-port "
+                         f"({len(ports)}), or not at all; it was given {len(given)} times")
+    if len(set(ports)) != len(ports) or cfg.load.port in ports or not all(
+        0 < port < 65536 for port in ports
+    ):
+        parser.error("--paired-port: ports other than --port, each given once")
+    pids = [
+        pids_from(parser, "--paired-server-pids", text) for text in args.paired_server_pids
+    ] or [()] * len(ports)
+    if len({bool(cfg.load.server_pids), *map(bool, pids)}) > 1:
+        parser.error("--paired-server-pids: give PIDs for every server or for none")
+    starts = args.paired_start_rate or [cfg.start_rate] * len(ports)
+    tops = args.paired_max_rate or [cfg.max_rate] * len(ports)
+    paired = []
+    for port, server_pids, start, top in zip(ports, pids, starts, tops, strict=True):
+        if not cfg.min_rate <= start <= top:
+            parser.error(f"--paired-start-rate / --paired-max-rate of port {port}: need "
+                         f"--min-rate <= start <= max, got {start:g} and {top:g}")
+        load_cfg = replace(cfg.load, port=port, server_pids=server_pids)
+        paired.append(replace(cfg, load=load_cfg, start_rate=start, max_rate=top))
+    return paired
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,10 +10,10 @@ with --workers/--ingest-processes and any --serve-args; each peer through its st
 (benchmarks.ramp for rate scenarios, benchmarks.load for the takserver shape, benchmarks.storm,
 benchmarks.idle) with the server's settings from benchmarks.profiles, and stops it. Between two
 runs against a peer with a clean.sh (OpenTAKServer), that runs, within ramps too. In sa-broadcast,
-otszmq and otszmq-nostore are started together and ramped in turn, a step of each (benchmarks.ramp
---paired-port): the store's cost is the ratio of their maxima. Then the otszmq scaling runs
-(sa-broadcast ramps with other worker and ingest counts). Everything measured goes into one JSON
-file under benchmarks/results/; BENCHMARKS.md at the repo root and PNG plots under
+the relay, otszmq and otszmq-nostore are started together and ramped in turn, a step of each
+(benchmarks.ramp --paired-port): the targets are ratios of their maxima. Then the otszmq scaling
+runs (sa-broadcast ramps with other worker and ingest counts). Everything measured goes into one
+JSON file under benchmarks/results/; BENCHMARKS.md at the repo root and PNG plots under
 benchmarks/plots/ are written from it (again with --report-only). Progress goes to stderr.
 """
 
@@ -56,9 +56,11 @@ Json = dict[str, Any]
 # like-for-like routing figure, and the store's cost as the ratio to the otszmq row of the same run.
 NOSTORE = "otszmq-nostore"
 NOSTORE_SCENARIOS = frozenset({"sa-broadcast"})
-# The store's cost is a ratio of two maxima; their ramps run in turn, step by step
-# (benchmarks.ramp --paired-port), so that a drift of the machine falls on both alike.
-PAIRED = ("otszmq", NOSTORE)
+# The targets are ratios of maxima (otszmq to the relay, store on to store off): in these
+# scenarios the ramps of these servers (those of them in --servers) run in turn, step by step
+# (benchmarks.ramp --paired-port), so that a drift of the machine falls on all of them alike.
+PAIRED = ("relay", "otszmq", NOSTORE)
+PAIRED_SCENARIOS = frozenset({"sa-broadcast"})
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -183,13 +185,11 @@ def run_on(server_kind: str, jobs: list[Job], cfg: SuiteConfig,
     jobs = [job for job in jobs if not job.skipped]
     if not jobs:
         return skipped
-    try:
-        server = start(server_kind, cfg, setting)
-    except servers.ServerError as exc:
-        log(f"{server_kind}: {exc}")
-        return skipped + [
-            {**job.describe(), "server": server_kind, "error": str(exc)} for job in jobs
-        ]
+    started = start_all([server_kind], cfg, setting)
+    if isinstance(started, str):
+        return skipped + [{**job.describe(), "server": server_kind, "error": started}
+                          for job in jobs]  # fmt: skip
+    (server,) = started
     log(f"{server.label} ready on 127.0.0.1:{server.port} (pids {server.pids()})")
     records: list[Json] = list(skipped)
     try:
@@ -203,45 +203,61 @@ def run_on(server_kind: str, jobs: list[Job], cfg: SuiteConfig,
             if problem:
                 record["clean_up_failed"] = problem
             records.append(record)
-        stats = servers.otszmq_stats(server)
-        if stats is not None and records:
-            records[-1]["otszmq_stats"] = stats
+        add_stats(records, started)
     finally:
-        server.stop()
+        stop_all(started)
     return records
 
 
-def run_paired_on(jobs: list[Job], cfg: SuiteConfig) -> list[Json]:
-    """Starts otszmq and otszmq-nostore side by side, runs each ramp job against both at once
-    (a step of each in turn), stops them; a record per job and server."""
-    first_kind, second_kind = PAIRED
-    started: list[servers.Server] = []
-    try:
-        for kind in PAIRED:
-            started.append(start(kind, cfg))
-    except servers.ServerError as exc:
-        for server in started:
-            server.stop()
-        log(f"{' and '.join(PAIRED)}: {exc}")
-        return [{**job.describe(), "server": kind, "error": str(exc)}
-                for job in jobs for kind in PAIRED]  # fmt: skip
-    first, second = started
-    log(f"{first.label} on 127.0.0.1:{first.port} and {second.label} on 127.0.0.1:{second.port} "
-        f"ready, ramped in turn")
+def run_paired_on(kinds: list[str], scenario: str, cfg: SuiteConfig) -> list[Json]:
+    """Starts these servers side by side, ramps them in turn at each client count (a step of
+    each, benchmarks.ramp --paired-port), stops them; a record per client count and server."""
+    jobs = {kind: jobs_for(cfg, scenario, kind) for kind in kinds}
+    started = start_all(kinds, cfg)
+    if isinstance(started, str):
+        return [{**job.describe(), "server": kind, "error": started}
+                for kind in kinds for job in jobs[kind]]  # fmt: skip
+    log(", ".join(f"{server.label} on 127.0.0.1:{server.port}" for server in started)
+        + " ready, ramped in turn")
     records: list[Json] = []
     try:
-        for job in jobs:
-            log(f"{job.scenario} x{job.clients} on {first_kind} and {second_kind}, in turn")
-            records.extend(run_paired_job(job, first, second))
-        for server in started:
-            stats = servers.otszmq_stats(server)
-            own = [record for record in records if record["server"] == server.label]
-            if stats is not None and own:
-                own[-1]["otszmq_stats"] = stats
+        for same_count in zip(*jobs.values(), strict=True):
+            job = same_count[0]
+            log(f"{job.scenario} x{job.clients} on {', '.join(kinds)}, in turn")
+            records.extend(run_paired_job(list(zip(same_count, started, strict=True))))
+        add_stats(records, started)
     finally:
-        for server in started:
-            server.stop()
+        stop_all(started)
     return records
+
+
+def start_all(
+    kinds: list[str], cfg: SuiteConfig, setting: Setting | None = None
+) -> list[servers.Server] | str:
+    """Starts each server; if one fails to start, stops those started and says why."""
+    started: list[servers.Server] = []
+    try:
+        for kind in kinds:
+            started.append(start(kind, cfg, setting))
+    except servers.ServerError as exc:
+        stop_all(started)
+        log(f"{' and '.join(kinds)}: {exc}")
+        return str(exc)
+    return started
+
+
+def stop_all(started: list[servers.Server]) -> None:
+    for server in started:
+        server.stop()
+
+
+def add_stats(records: list[Json], started: list[servers.Server]) -> None:
+    """Each otszmq server's counters, read once its jobs are done, with its last record."""
+    for server in started:
+        stats = servers.otszmq_stats(server)
+        own = [record for record in records if record["server"] == server.label]
+        if stats is not None and own:
+            own[-1]["otszmq_stats"] = stats
 
 
 def reusable(records: list[Json], cfg: SuiteConfig, setting: Setting) -> Json | None:
@@ -269,12 +285,13 @@ def run_suite(cfg: SuiteConfig, store_switch: bool) -> Json:
     kinds = list(cfg.servers) + list(cfg.peers)
     records: list[Json] = []
     for scenario in cfg.scenarios:
+        together = [kind for kind in PAIRED if kind in kinds and scenario in PAIRED_SCENARIOS]
         for kind in kinds:
             if kind == NOSTORE and scenario not in NOSTORE_SCENARIOS:
                 continue
-            if kind in PAIRED and scenario in NOSTORE_SCENARIOS and set(PAIRED) <= set(kinds):
-                if kind == PAIRED[0]:
-                    records.extend(run_paired_on(jobs_for(cfg, scenario, kind), cfg))
+            if len(together) > 1 and kind in together:
+                if kind == together[0]:
+                    records.extend(run_paired_on(together, scenario, cfg))
                 continue
             records.extend(run_on(kind, jobs_for(cfg, scenario, kind), cfg))
     if cfg.scaling and "otszmq" in cfg.servers:

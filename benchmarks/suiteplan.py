@@ -6,12 +6,14 @@ JSON result is kept whole, its stderr (the progress lines) is passed through to 
 
 from __future__ import annotations
 
+import itertools
 import json
 import shlex
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
@@ -93,6 +95,13 @@ class Job:
     skipped: str = ""
     # What a reader of the scenario's table must know about this server's row.
     caveat: str = ""
+
+    def flag(self, name: str) -> str:
+        """The value of one of its program's flags (the last, if given more than once)."""
+        values = [value for key, value in itertools.pairwise(self.args) if key == name]
+        if not values:
+            raise KeyError(f"{self.program} job has no {name}")
+        return values[-1]
 
     def describe(self) -> Json:
         described: Json = {
@@ -227,26 +236,32 @@ def run_job(job: Job, server: Server) -> Json:
     return _record(job, server, argv, code, seconds, result, problem, tail)
 
 
-def run_paired_job(job: Job, first: Server, second: Server) -> list[Json]:
-    """Runs a ramp job against two servers at once, a step of each in turn (benchmarks.ramp
-    --paired-port); a record for each, as run_job would give, each naming the other."""
-    assert job.program == "benchmarks.ramp" and not first.clean_command
-    argv = [
-        *_argv(job, first),
-        "--paired-port", str(second.port),
-        "--paired-server-pids", ",".join(str(pid) for pid in second.root_pids),
-    ]  # fmt: skip
-    # Both ramps in one program: each step is run once, so twice the time of one ramp.
-    code, out, seconds, tail = _launch(argv, 2 * job.timeout)
+def run_paired_job(pairs: Sequence[tuple[Job, Server]]) -> list[Json]:
+    """Runs one ramp job (a scenario and client count) against several servers at once, a step
+    of each in turn (benchmarks.ramp --paired-port), each with its own job's start and top rate;
+    a record per server, as run_job would give, each naming the others in `paired_with`."""
+    (job, first), others = pairs[0], pairs[1:]
+    assert others and all(j.program == "benchmarks.ramp" and not s.clean_command for j, s in pairs)
+    argv = _argv(job, first)
+    for other_job, server in others:
+        argv += [
+            "--paired-port", str(server.port),
+            "--paired-server-pids", ",".join(str(pid) for pid in server.root_pids),
+            "--paired-start-rate", other_job.flag("--start-rate"),
+            "--paired-max-rate", other_job.flag("--max-rate"),
+        ]  # fmt: skip
+    # All ramps in one program, each step run once: the time of one ramp per server.
+    code, out, seconds, tail = _launch(argv, sum(j.timeout for j, _ in pairs))
     result, problem = _parse_result(out)
     ramps = result.get("ramps") if result is not None else None
-    if result is not None and (not isinstance(ramps, list) or len(ramps) != 2):
-        result, problem = None, "its JSON has no 'ramps' list of two"
+    if result is not None and (not isinstance(ramps, list) or len(ramps) != len(pairs)):
+        result, problem = None, f"its JSON has no 'ramps' list of {len(pairs)}"
     records = []
-    for index, (server, other) in enumerate(((first, second), (second, first))):
+    for index, (own_job, server) in enumerate(pairs):
         own = ramps[index] if result is not None and ramps is not None else None
-        record = _record(job, server, argv, code, seconds, own, problem, tail)
-        records.append({**record, "paired_with": other.label})
+        record = _record(own_job, server, argv, code, seconds, own, problem, tail)
+        others_labels = [other.label for _, other in pairs if other is not server]
+        records.append({**record, "paired_with": others_labels})
     return records
 
 

@@ -301,26 +301,30 @@ def test_ramp_runs_its_steps(ramp_result: dict[str, Any]) -> None:
     assert ramp_result["at_half"] is None
 
 
-def test_paired_ramp_runs_both_servers_in_turn() -> None:
-    first, second = servers.start_relay(), servers.start_relay()
+def test_paired_ramp_runs_every_server_in_turn_at_its_own_rates() -> None:
+    relays = [servers.start_relay() for _ in range(3)]
+    first, *others = relays
+    paired: list[str] = []
+    for server, start in zip(others, ("100", "200"), strict=True):
+        paired += ["--paired-port", str(server.port), "--paired-server-pids",
+                   str(server.root_pids[0]), "--paired-start-rate", start]  # fmt: skip
     try:
         result = run_json(
-            *target(first), "--paired-port", str(second.port),
-            "--paired-server-pids", str(second.root_pids[0]),
+            *target(first), *paired,
             "--clients", "3", "--json", "--start-rate", "100", "--duration", "1",
             "--warmup", "0.1", "--drain", "1", "--max-steps", "1", "--pause", "0",
             "--half-repeats", "1", program="benchmarks.ramp",
         )  # fmt: skip
     finally:
-        first.stop()
-        second.stop()
+        for server in relays:
+            server.stop()
     assert result["benchmark"] == "otszmq.ramp-paired"
     ramps = result["ramps"]
-    assert [r["config"]["load"]["port"] for r in ramps] == [first.port, second.port]
-    for each, server in zip(ramps, (first, second), strict=True):
-        assert each["max_sustainable_rate"] == 100.0, [s["reasons"] for s in each["steps"]]
-        assert each["at_half"]["rate"] == 50.0
-        # Each ramp measured its own server's process, not the other's.
+    assert [r["config"]["load"]["port"] for r in ramps] == [server.port for server in relays]
+    for each, server, rate in zip(ramps, relays, (100.0, 100.0, 200.0), strict=True):
+        assert each["max_sustainable_rate"] == rate, [s["reasons"] for s in each["steps"]]
+        assert each["at_half"]["rate"] == rate / 2
+        # Each ramp measured its own server's process, not another's.
         measured = each["steps"][0]["result"]["server"]["pids"]
         assert [entry["pid"] for entry in measured] == list(server.root_pids)
 

@@ -258,38 +258,70 @@ def test_paired_ramps_take_turns_and_each_search_goes_its_own_way(
 
 
 def test_paired_ramp_flags_are_checked() -> None:
-    common = ["--port", "9001", "--start-rate", "100"]
+    common = ["--port", "9001", "--start-rate", "100", "--max-rate", "1000"]
     cfgs, _ = ramp.parse_args([*common, "--paired-port", "9002"])
     assert [cfg.load.port for cfg in cfgs] == [9001, 9002]
+    assert [(cfg.start_rate, cfg.max_rate) for cfg in cfgs] == [(100.0, 1000.0)] * 2
+    # Several paired servers, each with its own PIDs and rates, in the order of the ports.
+    cfgs, _ = ramp.parse_args([
+        *common, "--server-pids", "4",
+        "--paired-port", "9002", "--paired-server-pids", "5,6", "--paired-start-rate", "200",
+        "--paired-max-rate", "5000",
+        "--paired-port", "9003", "--paired-server-pids", "7", "--paired-start-rate", "50",
+        "--paired-max-rate", "800",
+    ])  # fmt: skip
+    assert [(c.load.port, c.load.server_pids, c.start_rate, c.max_rate) for c in cfgs] == [
+        (9001, (4,), 100.0, 1000.0), (9002, (5, 6), 200.0, 5000.0), (9003, (7,), 50.0, 800.0)
+    ]
+    two = ["--paired-port", "9002", "--paired-port", "9003"]
     for wrong in (["--paired-server-pids", "5"], ["--paired-port", "9001"],
                   ["--paired-port", "9002", "--paired-server-pids", "x"],
-                  ["--paired-port", "9002", "--server-pids", "4"]):  # fmt: skip
+                  ["--paired-port", "9002", "--server-pids", "4"],
+                  ["--paired-port", "9002", "--paired-port", "9002"],
+                  [*two, "--paired-start-rate", "200"],  # once for two ports
+                  [*two, "--server-pids", "4", "--paired-server-pids", "5",
+                   "--paired-server-pids", ""],  # PIDs for some servers only
+                  ["--paired-port", "9002", "--paired-start-rate", "2000"],  # above its max
+                  ["--paired-port", "9002", "--paired-start-rate", "1"]):  # below --min-rate
         with pytest.raises(SystemExit):
             ramp.parse_args([*common, *wrong])
 
 
 def test_a_paired_job_gives_a_record_per_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    job = jobs_for(suite_config(), "sa-broadcast", "otszmq")[0]
-    first = Server("otszmq", "otszmq", 9001, {}, (), None, None, (11,))
-    second = Server("otszmq-nostore", "otszmq", 9002, {}, (), None, None, (12,))
+    cfg = suite_config()
+    kinds = ("relay", "otszmq", "otszmq-nostore")
+    jobs = [jobs_for(cfg, "sa-broadcast", kind)[0] for kind in kinds]
+    servers = [Server(kind, "otszmq", 9001 + i, {}, (), None, None, (11 + i,))
+               for i, kind in enumerate(kinds)]  # fmt: skip
     launched: list[list[str]] = []
-    out = '{"benchmark": "otszmq.ramp-paired", "ramps": [{"n": 1}, {"n": 2}]}'
+    out = '{"benchmark": "otszmq.ramp-paired", "ramps": [{"n": 1}, {"n": 2}, {"n": 3}]}'
 
     def launch(argv: list[str], timeout: float) -> tuple[int, str, float, list[str]]:
         launched.append(argv)
         return 0, out, 1.0, []
 
     monkeypatch.setattr(suiteplan, "_launch", launch)
-    records = run_paired_job(job, first, second)
-    assert flag(tuple(launched[0]), "--paired-port") == "9002"
-    assert flag(tuple(launched[0]), "--paired-server-pids") == "12"
+    records = run_paired_job(list(zip(jobs, servers, strict=True)))
+    argv = launched[0]
+    # The first server's job is the command line; each other server brings its own rates.
+    assert flag(tuple(argv), "--port") == "9001"
+    assert flag(tuple(argv), "--start-rate") == jobs[0].flag("--start-rate")
+    paired = [(argv[i + 1], argv[i + 3], argv[i + 5], argv[i + 7])
+              for i, arg in enumerate(argv) if arg == "--paired-port"]  # fmt: skip
+    assert paired == [
+        (str(server.port), str(server.root_pids[0]), job.flag("--start-rate"),
+         job.flag("--max-rate")) for job, server in zip(jobs[1:], servers[1:], strict=True)
+    ]  # fmt: skip
+    assert jobs[0].flag("--start-rate") != jobs[1].flag("--start-rate")  # the relay's own
     assert [(r["server"], r["paired_with"], r["result"]) for r in records] == [
-        ("otszmq", "otszmq-nostore", {"n": 1}), ("otszmq-nostore", "otszmq", {"n": 2})
+        ("relay", ["otszmq", "otszmq-nostore"], {"n": 1}),
+        ("otszmq", ["relay", "otszmq-nostore"], {"n": 2}),
+        ("otszmq-nostore", ["relay", "otszmq"], {"n": 3}),
     ]
     assert not any("error" in record for record in records)
-    out = '{"benchmark": "otszmq.ramp"}'  # not a paired result: both runs failed, and say why
-    records = run_paired_job(job, first, second)
-    assert all(r["result"] is None and "no 'ramps' list of two" in r["error"] for r in records)
+    out = '{"benchmark": "otszmq.ramp"}'  # not a paired result: every run failed, and says why
+    records = run_paired_job(list(zip(jobs, servers, strict=True)))
+    assert all(r["result"] is None and "no 'ramps' list of 3" in r["error"] for r in records)
 
 
 def test_a_collapse_is_not_run_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -374,20 +406,40 @@ def test_the_half_rate_target_shows_the_median_and_every_window() -> None:
     assert rows["sa-broadcast 10 clients, store on: max rate ≥ 60% of relay"][1] == "met"
 
 
-def test_the_store_target_says_when_its_two_ramps_took_turns() -> None:
-    def run(server: str, clients: int, rate: float, paired_with: str | None) -> dict[str, Any]:
+def test_the_targets_say_when_their_ramps_took_turns() -> None:
+    def run(server: str, clients: int, rate: float, paired_with: object) -> dict[str, Any]:
         record = {"scenario": "sa-broadcast", "clients": clients, "server": server,
                   "result": {"max_sustainable_rate": rate}}  # fmt: skip
         return {**record, "paired_with": paired_with} if paired_with else record
 
     suite = {
+        "machine": {"nproc": 2},
         "config": {"serve_args": [], "workers": 2, "ingest_processes": 1},
-        "runs": [run("otszmq", 10, 9000.0, "otszmq-nostore"),
-                 run("otszmq-nostore", 10, 10000.0, "otszmq"),
-                 run("otszmq", 50, 7000.0, None), run("otszmq-nostore", 50, 10000.0, None)],
+        "runs": [run("relay", 10, 15000.0, ["otszmq", "otszmq-nostore"]),
+                 run("otszmq", 10, 9000.0, ["relay", "otszmq-nostore"]),
+                 run("otszmq-nostore", 10, 10000.0, ["relay", "otszmq"]),
+                 # A suite run before the relay took turns: one name, not a list.
+                 run("relay", 50, 20000.0, None),
+                 run("otszmq", 50, 7000.0, "otszmq-nostore"),
+                 run("otszmq-nostore", 50, 11900.0, "otszmq")],
     }  # fmt: skip
-    rows = {what: (measured, verdict) for what, measured, verdict in report.store_targets(suite)}
+    rows = {what: (measured, verdict) for what, measured, verdict in report.targets(suite)}
     ten = rows["store on: max rate within 10% of store off, 10 clients"]
     assert ten == ("90% (9,000 vs 10,000 events/s, the two ramps in turn)", "met")
     fifty = rows["store on: max rate within 10% of store off, 50 clients"]
-    assert fifty == ("70% (7,000 vs 10,000 events/s)", "**not met**")
+    assert fifty == ("59% (7,000 vs 11,900 events/s, the two ramps in turn)", "**not met**")
+    relay_ten = rows["sa-broadcast 10 clients, store on: max rate ≥ 60% of relay"]
+    assert relay_ten == ("60% (9,000 vs 15,000 events/s, the ramps in turn)", "met")
+    # 11,900 / 20,000 is 59.5%: shown to a tenth, not rounded onto the target.
+    relay_fifty = rows["sa-broadcast 50 clients, store off: max rate ≥ 60% of relay"]
+    assert relay_fifty == ("59.5% (11,900 vs 20,000 events/s)", "**not met**")
+
+
+def test_a_figure_next_to_its_target_keeps_the_digit_that_decides_it() -> None:
+    assert report._against(0.595, 0.6) == "59.5%"
+    assert report._against(0.6049, 0.6) == "60%"
+    assert report._against(0.897, 0.9) == "89.7%"
+    assert report._against(0.894, 0.9) == "89%"
+    assert report._against(25.02, 25.0, ms=True) == "25.02"
+    assert report._against(24.96, 25.0, ms=True) == "25.0"  # met, and reads as met
+    assert report._against(24.9, 25.0, ms=True) == "24.9"
