@@ -11,7 +11,6 @@ give the local latency and the federated one side by side. JSON on stdout, a sum
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import selectors
 import socket
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks import procstat
+from benchmarks.jsonout import print_json
 from benchmarks.results import latency_result
 from benchmarks.servers import Server, ServerError, start_otszmq
 
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path:9s} delivered {part['delivered']}/{args.count}  latency ms p50 "
               f"{lat.get('p50')} p95 {lat.get('p95')} p99 {lat.get('p99')} max {lat.get('max')}",
               file=sys.stderr)
-    print(json.dumps(result, indent=2))
+    print_json(result)
     return 0
 
 

@@ -24,7 +24,6 @@ the relay's measured max rate (BENCHMARKS.md) to see whether a ratio target can 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from lxml import etree
 
 from benchmarks import procstat
 from benchmarks.cotgen import SaFactory, cot_times
+from benchmarks.jsonout import print_json
 from otszmq.ingest.framing import XmlFramer
 from otszmq.safexml import hardened_parser
 from otszmq.store.records import pack_records, record_from_event
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{line['clients']:>4} clients: {line['server_us_per_event']} us of server work per "
               f"event -> at most {line['max_events_per_s']:,} events/s on {args.cores} cores",
               file=sys.stderr)
-    print(json.dumps(result, indent=2))
+    print_json(result)
     return 0
 
 

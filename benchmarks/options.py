@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import re
 import sys
 from collections.abc import Callable, Coroutine
@@ -17,6 +16,7 @@ from typing import Any
 import uvloop
 
 from benchmarks import cotgen
+from benchmarks.jsonout import print_json
 from benchmarks.scenarios import (
     RATE_SCENARIOS,
     SCENARIOS,
@@ -223,5 +223,5 @@ def run_and_report(
         return None
     if not json_only:
         print(summary(result), file=sys.stderr)
-    print(json.dumps(result, indent=2))
+    print_json(result)
     return result

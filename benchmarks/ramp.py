@@ -43,7 +43,6 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
-import json
 import math
 import shlex
 import subprocess
@@ -56,6 +55,7 @@ from typing import Any
 import uvloop
 
 from benchmarks import load, procstat
+from benchmarks.jsonout import print_json
 from benchmarks.options import (
     LoadConfig,
     add_load_flags,
@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     except (load.BenchError, TlsConfigError) as exc:
         print(f"benchmarks.ramp: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2))
+    print_json(result)
     return 0
 
 

@@ -25,7 +25,6 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
-import json
 import os
 import subprocess
 import tempfile
@@ -39,6 +38,7 @@ import zmq
 
 from benchmarks import procstat
 from benchmarks.cotgen import SaFactory, cot_times
+from benchmarks.jsonout import print_json
 from otszmq.store.records import RecordFields, pack_records, record_from_event
 from otszmq.wire import TOPIC_RECORD, TOPIC_STATS
 from otszmq.workers.cot import CotParser
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU {result['store_cpu_us_per_record']} us/record ({result['store_cpu_percent']}%)",
         file=sys.stderr,
     )
-    print(json.dumps(result, indent=2))
+    print_json(result)
     return 0
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import uvloop
 
 from benchmarks import load, procstat, ramp
+from benchmarks.jsonout import print_json
 from benchmarks.options import LoadConfig
 from benchmarks.report import watched_counters
 from benchmarks.servers import Server, ServerError, free_port, otszmq_stats, start_otszmq
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.write_text(text + "\n")
-    print(text)
+    print_json(result, text)
     return 0
 
 
