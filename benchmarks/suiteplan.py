@@ -242,6 +242,8 @@ def run_paired_job(pairs: Sequence[tuple[Job, Server]]) -> list[Json]:
     a record per server, as run_job would give, each naming the others in `paired_with`."""
     (job, first), others = pairs[0], pairs[1:]
     assert others and all(j.program == "benchmarks.ramp" and not s.clean_command for j, s in pairs)
+    # NOTE: one command line serves them all: the jobs may differ in their rates, nothing else.
+    assert len({_without_rates(j.args) for j, _ in pairs}) == 1, [j.args for j, _ in pairs]
     argv = _argv(job, first)
     for other_job, server in others:
         argv += [
@@ -263,6 +265,23 @@ def run_paired_job(pairs: Sequence[tuple[Job, Server]]) -> list[Json]:
         others_labels = [other.label for _, other in pairs if other is not server]
         records.append({**record, "paired_with": others_labels})
     return records
+
+
+PAIRED_RATE_FLAGS = ("--start-rate", "--max-rate")
+
+
+def _without_rates(args: tuple[str, ...]) -> tuple[str, ...]:
+    """A ramp job's flags less the rate flags that each paired server gets its own of."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in PAIRED_RATE_FLAGS:
+            skip = True
+        else:
+            kept.append(arg)
+    return tuple(kept)
 
 
 def _argv(job: Job, server: Server) -> list[str]:

@@ -322,6 +322,10 @@ def test_a_paired_job_gives_a_record_per_server(monkeypatch: pytest.MonkeyPatch)
     out = '{"benchmark": "otszmq.ramp"}'  # not a paired result: every run failed, and says why
     records = run_paired_job(list(zip(jobs, servers, strict=True)))
     assert all(r["result"] is None and "no 'ramps' list of 3" in r["error"] for r in records)
+    # Jobs that differ in more than their rates cannot share one command line.
+    taky = jobs_for(cfg, "sa-broadcast", "taky")[0]  # --end-on-collapse, --min-rate of its own
+    with pytest.raises(AssertionError):
+        run_paired_job([(jobs[0], servers[0]), (taky, servers[1])])
 
 
 def test_a_collapse_is_not_run_again(monkeypatch: pytest.MonkeyPatch) -> None:
