@@ -447,3 +447,13 @@ def test_a_figure_next_to_its_target_keeps_the_digit_that_decides_it() -> None:
     assert report._against(25.02, 25.0, ms=True) == "25.02"
     assert report._against(24.96, 25.0, ms=True) == "25.0"  # met, and reads as met
     assert report._against(24.9, 25.0, ms=True) == "24.9"
+
+
+def test_the_ratio_lines_show_otszmq_to_the_digit_that_decides_its_target() -> None:
+    def run(server: str, rate: float) -> dict[str, Any]:
+        return {"scenario": "sa-broadcast", "clients": 50, "server": server,
+                "result": {"max_sustainable_rate": rate}}  # fmt: skip
+
+    lines = report.ratio_lines([run("relay", 20000.0), run("otszmq", 11900.0), run("taky", 250.0)])
+    assert "- 50 clients: otszmq / relay = **59.5%** (11,900 / 20,000 events/s)" in lines
+    assert "- 50 clients: taky / relay = **1.25%** (250 / 20,000 events/s)" in lines
