@@ -263,8 +263,8 @@ def targets(suite: Json) -> list[list[str]]:
     out: list[list[str]] = []
     cores = suite["machine"]["nproc"] or 1
     broadcast = runs(suite, "sa-broadcast")
-    rates = {(r["server"], r["clients"]): _ok(r) for r in broadcast}
     by_key = {(r["server"], r["clients"]): r for r in broadcast}
+    rates = {key: _ok(run) for key, run in by_key.items()}
     for (server, clients), result in sorted(rates.items()):
         relay = rates.get(("relay", clients))
         if server not in OTSZMQ_ROWS or result is None:
