@@ -11,7 +11,8 @@ with --workers/--ingest-processes and any --serve-args; each peer through its st
 benchmarks.idle) with the server's settings from benchmarks.profiles, and stops it. Between two
 runs against a peer with a clean.sh (OpenTAKServer), that runs, within ramps too. In sa-broadcast,
 the relay, otszmq and otszmq-nostore are started together and ramped in turn, a step of each
-(benchmarks.ramp --paired-port): the targets are ratios of their maxima. Then the otszmq scaling
+(benchmarks.ramp --paired-port), --paired-rounds times: the targets are ratios of their maxima,
+judged on the median over the rounds (benchmarks.rounds). Then the otszmq scaling
 runs (sa-broadcast ramps with other worker and ingest counts). Everything measured goes into one
 JSON file under benchmarks/results/; BENCHMARKS.md at the repo root and PNG plots under
 benchmarks/plots/ are written from it (again with --report-only). Progress goes to stderr.
@@ -35,9 +36,10 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from benchmarks import procstat, report, servers
+from benchmarks import procstat, report, rounds, servers
 from benchmarks.scenarios import SCENARIOS
 from benchmarks.suiteplan import (
+    PAIRED_ROUNDS,
     RAMP_MAX_STEPS,
     RAMP_PRECISION,
     Job,
@@ -102,6 +104,9 @@ def parse_args(argv: list[str]) -> tuple[SuiteConfig, argparse.Namespace]:
     add("--max-steps", type=int, default=RAMP_MAX_STEPS,
         help="rates tried per ramp (a failed one is tried twice; plus the steps at half rate)")
     add("--precision", type=float, default=RAMP_PRECISION, help="ramp bisection precision")
+    add("--paired-rounds", type=int, default=PAIRED_ROUNDS,
+        help="how many times the ramps in turn run (sa-broadcast: relay, otszmq, "
+             f"{NOSTORE}); the ratio and half-rate targets take the median over the rounds")
     add("--takserver-duration", type=float, default=20.0, help="takserver window, s")
     add("--idle-hold", type=float, default=5.0, help="idle-hold: hold before measuring, s")
     add("--no-scaling", action="store_true", help="skip the otszmq scaling runs")
@@ -121,6 +126,8 @@ def parse_args(argv: list[str]) -> tuple[SuiteConfig, argparse.Namespace]:
         parser.error(f"--scenarios: unknown {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
     if set(args.servers) - {"relay", "otszmq", NOSTORE}:
         parser.error(f"--servers: relay, otszmq and/or {NOSTORE} (peers go in --peers)")
+    if args.paired_rounds < 1:
+        parser.error(f"--paired-rounds: at least 1, got {args.paired_rounds}")
     missing = [name for name in args.peers if not servers.peer_available(name)]
     if missing:
         parser.error(f"--peers: no benchmarks/peers/<name>/start.sh and stop.sh for {missing}")
@@ -143,6 +150,7 @@ def parse_args(argv: list[str]) -> tuple[SuiteConfig, argparse.Namespace]:
         warmup=args.warmup,
         max_steps=args.max_steps,
         precision=args.precision,
+        paired_rounds=args.paired_rounds,
         takserver_duration=args.takserver_duration,
         idle_hold=args.idle_hold,
         scaling=not args.no_scaling,
@@ -211,7 +219,8 @@ def run_on(server_kind: str, jobs: list[Job], cfg: SuiteConfig,
 
 def run_paired_on(kinds: list[str], scenario: str, cfg: SuiteConfig) -> list[Json]:
     """Starts these servers side by side, ramps them in turn at each client count (a step of
-    each, benchmarks.ramp --paired-port), stops them; a record per client count and server."""
+    each, benchmarks.ramp --paired-port) `cfg.paired_rounds` times, stops them; a record per
+    round, client count and server, with its `round` (from 1)."""
     jobs = {kind: jobs_for(cfg, scenario, kind) for kind in kinds}
     started = start_all(kinds, cfg)
     if isinstance(started, str):
@@ -220,11 +229,16 @@ def run_paired_on(kinds: list[str], scenario: str, cfg: SuiteConfig) -> list[Jso
     log(", ".join(f"{server.label} on 127.0.0.1:{server.port}" for server in started)
         + " ready, ramped in turn")
     records: list[Json] = []
+    total = cfg.paired_rounds
     try:
-        for same_count in zip(*jobs.values(), strict=True):
-            job = same_count[0]
-            log(f"{job.scenario} x{job.clients} on {', '.join(kinds)}, in turn")
-            records.extend(run_paired_job(list(zip(same_count, started, strict=True))))
+        # Round by round, every client count in each: a count's rounds spread over the run.
+        for number in range(1, total + 1):
+            for same_count in zip(*jobs.values(), strict=True):
+                job = same_count[0]
+                log(f"{job.scenario} x{job.clients} on {', '.join(kinds)}, in turn"
+                    + (f", round {number} of {total}" if total > 1 else ""))
+                paired = run_paired_job(list(zip(same_count, started, strict=True)))
+                records.extend({**record, "round": number} for record in paired)
         add_stats(records, started)
     finally:
         stop_all(started)
@@ -261,21 +275,20 @@ def add_stats(records: list[Json], started: list[servers.Server]) -> None:
 
 
 def reusable(records: list[Json], cfg: SuiteConfig, setting: Setting) -> Json | None:
-    """The side-by-side otszmq sa-broadcast record for this scaling setting, if there is one."""
+    """The side-by-side otszmq sa-broadcast record for this scaling setting, if there is one
+    (of several rounds, the one with the median max rate)."""
     side_by_side = Setting(cfg.workers, cfg.ingest_processes, store="--store" not in cfg.serve_args)
     if setting != side_by_side:
         return None
-    return next(
-        (
-            record
-            for record in records
-            if record["scenario"] == "sa-broadcast"
-            and record["server"] == "otszmq"
-            and record["clients"] == cfg.scaling_clients
-            and record.get("result") is not None
-        ),
-        None,
-    )
+    same = [
+        record
+        for record in records
+        if record["scenario"] == "sa-broadcast"
+        and record["server"] == "otszmq"
+        and record["clients"] == cfg.scaling_clients
+        and record.get("result") is not None
+    ]
+    return rounds.representative(same) if same else None
 
 
 def run_suite(cfg: SuiteConfig, store_switch: bool) -> Json:

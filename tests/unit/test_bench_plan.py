@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import cotgen, profiles, ramp, report, results, suiteplan
+from benchmarks import cotgen, profiles, ramp, report, results, rounds, run_suite, suiteplan
 from benchmarks.options import LoadConfig
 from benchmarks.servers import Server
 from benchmarks.suiteplan import Job, SuiteConfig, jobs_for, run_job, run_paired_job
@@ -457,3 +457,120 @@ def test_the_ratio_lines_show_otszmq_to_the_digit_that_decides_its_target() -> N
     lines = report.ratio_lines([run("relay", 20000.0), run("otszmq", 11900.0), run("taky", 250.0)])
     assert "- 50 clients: otszmq / relay = **59.5%** (11,900 / 20,000 events/s)" in lines
     assert "- 50 clients: taky / relay = **1.25%** (250 / 20,000 events/s)" in lines
+
+
+# -- rounds of the paired ramps -----------------------------------------------------------------
+
+
+def broadcast_run(server: str, clients: int, rate: float, number: int,
+                  half_p99: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """An sa-broadcast record of one round of the relay and otszmq's ramps in turn."""
+    others = [name for name in ("relay", "otszmq", "otszmq-nostore") if name != server]
+    result: dict[str, Any] = {"max_sustainable_rate": rate, "at_half": None, "steps": []}
+    if half_p99 is not None:
+        row = {"p99_ms": half_p99, "p50_ms": 1.0, "system_busy_percent": 100.0 + number}
+        result["at_half"] = {"row": row, "repeats": [row]}
+    return {"scenario": "sa-broadcast", "clients": clients, "server": server, "round": number,
+            "paired_with": others, "result": result}  # fmt: skip
+
+
+def rounds_suite(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"machine": {"nproc": 2},
+            "config": {"serve_args": [], "workers": 2, "ingest_processes": 1}, "runs": runs}
+
+
+def test_the_median_of_rounds_is_a_measured_value_and_keeps_every_round() -> None:
+    found = rounds.median({1: 30.0, 2: 10.0, 3: 20.0, 4: 40.0})
+    assert found is not None
+    # The lower middle of four, not the mean of the two middle ones.
+    assert (found.value, found.round, found.values) == (20.0, 3, (30.0, 10.0, 20.0, 40.0))
+    assert rounds.median({}) is None
+    # Records from before rounds existed are round 1.
+    assert rounds.round_of({"server": "relay"}) == 1
+
+
+def test_a_ratio_target_is_the_median_of_each_rounds_own_ratio() -> None:
+    runs = [
+        broadcast_run("relay", 50, 20000.0, 1), broadcast_run("otszmq", 50, 12000.0, 1, 30.0),
+        broadcast_run("relay", 50, 30000.0, 2), broadcast_run("otszmq", 50, 9000.0, 2, 10.0),
+        broadcast_run("relay", 50, 10000.0, 3), broadcast_run("otszmq", 50, 5000.0, 3, 20.0),
+    ]  # fmt: skip
+    rows = {what: (measured, verdict) for what, measured, verdict in
+            report.targets(rounds_suite(runs))}  # fmt: skip
+    # Rounds: 60 %, 30 %, 50 %: median 50 %, though the medians' ratio is 9,000 / 20,000 = 45 %.
+    ratio = rows["sa-broadcast 50 clients, store on: max rate ≥ 60% of relay"]
+    assert ratio == ("50% (5,000 vs 10,000 events/s in round 3, the ramps in turn; median of 3 "
+                     "rounds: 60%, 30%, 50%)", "**not met**")  # fmt: skip
+    half = rows["sa-broadcast 50 clients, store on: p99 ≤ 25 ms at half rate"]
+    # The median round's machine load (round 3: 103 %), every round's p99 in round order.
+    assert half == ("20.0 ms, median of 3 rounds (each the median of its windows): 30.0, 10.0, "
+                    "20.0 (machine 103% busy of 200%)", "met")  # fmt: skip
+    lines = report.ratio_lines(runs)
+    assert lines[0] == ("- 50 clients: otszmq / relay = **50%** (5,000 / 10,000 events/s in "
+                        "round 3; median of 3 rounds: 60%, 30%, 50%)")  # fmt: skip
+
+
+def test_the_store_target_pairs_store_on_and_off_round_by_round() -> None:
+    runs = [
+        broadcast_run("otszmq", 10, 9000.0, 1), broadcast_run("otszmq-nostore", 10, 10000.0, 1),
+        broadcast_run("otszmq", 10, 7000.0, 2), broadcast_run("otszmq-nostore", 10, 10000.0, 2),
+        broadcast_run("otszmq", 10, 12000.0, 3), broadcast_run("otszmq-nostore", 10, 13000.0, 3),
+    ]  # fmt: skip
+    (row,) = report.store_targets(rounds_suite(runs))
+    assert row == ["store on: max rate within 10% of store off, 10 clients",
+                   "90% (9,000 vs 10,000 events/s in round 1, the two ramps in turn; median of 3 "
+                   "rounds: 90%, 70%, 92%)", "met"]  # fmt: skip
+
+
+def test_a_server_that_ramped_apart_is_compared_with_the_relays_median() -> None:
+    runs = [broadcast_run("relay", 10, rate, number)
+            for number, rate in enumerate((30000.0, 10000.0, 20000.0), start=1)]  # fmt: skip
+    taky = {"scenario": "sa-broadcast", "clients": 10, "server": "taky",
+            "result": {"max_sustainable_rate": 200.0}}  # fmt: skip
+    lines = report.ratio_lines([*runs, taky])
+    assert lines[0] == "- 10 clients: taky / relay = **1.00%** (200 / 20,000 events/s)"
+
+
+def test_the_table_shows_the_median_round_and_every_rounds_max() -> None:
+    runs = [broadcast_run("otszmq", 10, rate, number, half_p99=float(number))
+            for number, rate in enumerate((9000.0, 7000.0, 8000.0), start=1)]  # fmt: skip
+    (row,) = report.ramp_rows(runs)
+    assert row[2] == "8,000 (median of 9,000, 7,000, 8,000)"
+    assert row[4] == "1.0 / 3.0"  # the half-rate step of that round, round 3
+    assert [run["round"] for run in rounds.collapsed(runs)] == [3]
+
+
+def test_the_suite_runs_every_round_of_the_paired_ramps(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = replace(suite_config(), paired_rounds=3)
+    started = [Server(kind, "otszmq", 9001 + i, {}, (), None, None, (11 + i,))
+               for i, kind in enumerate(("relay", "otszmq"))]  # fmt: skip
+    ran: list[tuple[int, tuple[str, ...]]] = []
+
+    def paired_job(pairs: list[tuple[Job, Server]]) -> list[dict[str, Any]]:
+        ran.append((pairs[0][0].clients, tuple(server.label for _, server in pairs)))
+        rate = 1000.0 * len(ran)
+        return [{"server": server.label, "clients": job.clients, "scenario": job.scenario,
+                 "result": {"max_sustainable_rate": rate}} for job, server in pairs]  # fmt: skip
+
+    monkeypatch.setattr(run_suite, "start_all", lambda kinds, cfg: started)
+    monkeypatch.setattr(run_suite, "stop_all", lambda servers: None)
+    monkeypatch.setattr(run_suite, "add_stats", lambda records, servers: None)
+    monkeypatch.setattr(run_suite, "run_paired_job", paired_job)
+    records = run_suite.run_paired_on(["relay", "otszmq"], "sa-broadcast", cfg)
+    # Round by round, both client counts in each.
+    assert [clients for clients, _ in ran] == [10, 50, 10, 50, 10, 50]
+    assert [(r["server"], r["clients"], r["round"]) for r in records[:4]] == [
+        ("relay", 10, 1), ("otszmq", 10, 1), ("relay", 50, 1), ("otszmq", 50, 1),
+    ]
+    assert {r["round"] for r in records} == {1, 2, 3}
+    # The scaling table reuses the 50-client round with the median max rate: round 2 (4,000/s).
+    setting = suiteplan.Setting(cfg.workers, cfg.ingest_processes)
+    reused = run_suite.reusable(records, cfg, setting)
+    assert reused is not None and reused["round"] == 2
+
+
+def test_paired_rounds_must_be_at_least_one() -> None:
+    with pytest.raises(SystemExit):
+        run_suite.parse_args(["--paired-rounds", "0"])
+    cfg, _ = run_suite.parse_args(["--paired-rounds", "2"])
+    assert cfg.paired_rounds == 2
