@@ -21,6 +21,8 @@ from benchmarks.rounds import (
     max_rate,
     median_of,
     ratio_median,
+    representative,
+    result_of,
 )
 
 Json = dict[str, Any]
@@ -76,11 +78,6 @@ def runs(suite: Json, scenario: str, scaling: bool = False) -> list[Json]:
     ]
 
 
-def _ok(run: Json) -> Json | None:
-    result = run.get("result")
-    return result if isinstance(result, dict) else None
-
-
 def _clients(run: Json) -> str:
     """The client count, marked when the server ran fewer than asked (see the notes)."""
     return f"{run['clients']} (capped)" if run.get("note") else str(run["clients"])
@@ -106,8 +103,8 @@ def ramp_rows(records: list[Json]) -> list[list[str]]:
     rate, whose max cell lists every round's."""
     rows = []
     for group in by_server(records).values():
-        run = collapsed(group)[0]
-        result = _ok(run)
+        run = representative(group)
+        result = result_of(run)
         if result is None:
             rows.append(_missing(run, RAMP_HEADER))
             continue
@@ -205,7 +202,7 @@ def _percent(ratio: float) -> str:
 def takserver_rows(records: list[Json]) -> list[list[str]]:
     rows = []
     for run in records:
-        result = _ok(run)
+        result = result_of(run)
         if result is None:
             rows.append(_missing(run, TAKSERVER_HEADER))
             continue
@@ -233,7 +230,7 @@ STORM_HEADER = [
 def storm_rows(records: list[Json]) -> list[list[str]]:
     rows = []
     for run in records:
-        result = _ok(run)
+        result = result_of(run)
         if result is None:
             rows.append(_missing(run, STORM_HEADER))
             continue
@@ -263,7 +260,7 @@ IDLE_HEADER = [
 def idle_rows(records: list[Json]) -> list[list[str]]:
     rows = []
     for run in records:
-        result = _ok(run)
+        result = result_of(run)
         if result is None:
             rows.append(_missing(run, IDLE_HEADER))
             continue
@@ -283,7 +280,7 @@ def idle_rows(records: list[Json]) -> list[list[str]]:
 def scaling_rows(suite: Json) -> list[list[str]]:
     rows = []
     for run in runs(suite, "sa-broadcast", scaling=True):
-        result = _ok(run) or {}
+        result = result_of(run) or {}
         at_max = result.get("at_max") or {}
         half = (result.get("at_half") or {}).get("row") or {}
         rows.append([
@@ -328,7 +325,7 @@ def targets(suite: Json) -> list[list[str]]:
                         f"{_half_detail(half, at_half)}{_machine_load(at_half['row'], cores)}",
                         _verdict(half.value <= TARGET_HALF_P99_MS)])
     for run in runs(suite, "takserver"):
-        result = _ok(run)
+        result = result_of(run)
         if run["server"] not in OTSZMQ_ROWS or result is None:
             continue
         lost, p99 = result["delivery"]["lost"], result["latency_ms"]["p99"]
@@ -336,7 +333,7 @@ def targets(suite: Json) -> list[list[str]]:
         out.append([f"takserver {run['clients']} clients: zero loss, p99 ≤ 50 ms",
                     f"lost {lost}, p99 {num(p99, 1)} ms", verdict])
     for run in runs(suite, "idle-hold"):
-        result = _ok(run)
+        result = result_of(run)
         if run["server"] not in OTSZMQ_ROWS or result is None:
             continue
         kib, held = result["per_connection"]["server_rss_kib"], result["connections"]["held"]
@@ -403,7 +400,7 @@ def store_targets(suite: Json) -> list[list[str]]:
 
 def _half_p99(run: Json) -> float | None:
     """The p99 at half rate of a run's ramp (the median of its windows there)."""
-    half = ((_ok(run) or {}).get("at_half") or {}).get("row") or {}
+    half = ((result_of(run) or {}).get("at_half") or {}).get("row") or {}
     p99 = half.get("p99_ms")
     return None if p99 is None else float(p99)
 
@@ -466,7 +463,7 @@ def window_values(suite: Json, key: str) -> list[float]:
     """`system[key]` of every load window of the run (ramp steps and takserver runs), sorted."""
     values: list[float] = []
     for run in suite["runs"]:
-        result = _ok(run) or {}
+        result = result_of(run) or {}
         loads = [step["result"] for step in result.get("steps", [])]
         if result.get("benchmark") == "otszmq.load":
             loads.append(result)
@@ -521,7 +518,7 @@ def plot_points(records: list[Json]) -> dict[str, list[Any]]:
 
     lines: dict[str, list[Any]] = {}
     for run in records:
-        result = _ok(run)
+        result = result_of(run)
         if result is None:
             continue
         points = [Point(s["rate"], s["row"]["deliveries_per_s"], s["row"]["p99_ms"], s["passed"])
@@ -542,7 +539,7 @@ def make_plots(suite: Json, plots_dir: Path, out: Path) -> tuple[list[Path], lis
     links: list[str] = []
     groups: dict[tuple[str, int, bool], list[Json]] = {}
     for run in suite["runs"]:
-        result = _ok(run)
+        result = result_of(run)
         if result is not None and result.get("benchmark") == "otszmq.ramp":
             key = (run["scenario"], run["clients"], "scaling" in run)
             groups.setdefault(key, []).append(run)

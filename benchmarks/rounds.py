@@ -24,14 +24,15 @@ def round_of(run: Json) -> int:
     return int(run.get("round", 1))
 
 
-def _ok(run: Json) -> Json | None:
+def result_of(run: Json) -> Json | None:
+    """The run's program result, None when it has none (failed or skipped)."""
     result = run.get("result")
     return result if isinstance(result, dict) else None
 
 
 def max_rate(run: Json) -> float | None:
     """The run's max sustainable rate, if it has one."""
-    rate = (_ok(run) or {}).get("max_sustainable_rate")
+    rate = (result_of(run) or {}).get("max_sustainable_rate")
     return float(rate) if rate else None
 
 
