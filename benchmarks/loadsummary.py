@@ -21,7 +21,8 @@ def summary(result: Json) -> str:
         f"delivered {delivery['delivered']}  loss {'n/a' if loss is None else f'{loss:.4%}'}  "
         f"dup {delivery['duplicates']}  out-of-order {delivery['out_of_order']}",
         f"latency ms  p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}",
-        f"generator CPU {gen['cpu_percent']}%  machine busy "
+        f"generator CPU {gen['cpu_percent']}%  waited for a core "
+        f"{gen.get('runqueue_wait_ms_per_s')} ms/s  machine busy "
         f"{result['system']['cpu_busy_percent']}% of {100 * (result['machine']['nproc'] or 1)}%  "
         f"skipped {send['skipped_burst']} (burst) "
         f"{send['skipped_blocked']} (blocked)  max tick lag {send['max_tick_lag_ms']} ms",
@@ -29,6 +30,7 @@ def summary(result: Json) -> str:
     if server is not None:
         lines.append(
             f"server {server['processes']} processes  CPU {server['cpu_percent_total']}%  "
+            f"waited for a core {server.get('runqueue_wait_ms_per_s_total')} ms/s  "
             f"RSS {server['rss_kb_total']} kB  PSS {server['pss_kb_total']} kB  "
             + " ".join(f"[{p['pid']}: {p.get('cpu_percent')}%]" for p in server["pids"][:20])
         )

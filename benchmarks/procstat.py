@@ -59,6 +59,44 @@ class ProcSample:
     rss_kb: int
 
 
+def read_waits(pid: int) -> dict[int, int] | None:
+    """Thread id -> nanoseconds that thread of ``pid`` has spent so far runnable but waiting
+    for a core (``/proc/PID/task/TID/schedstat``, its second field); None if the kernel does not
+    keep them or the process is gone.
+
+    Why: on a machine whose cores are mostly busy a process that wakes may wait for one, and
+    each hop of a pipeline pays that wait; it is latency the server's own queues do not show.
+    NOTE: the kernel adds a wait when the thread gets the core, so one still waiting is missed.
+    """
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    waits: dict[int, int] = {}
+    for tid in tids:
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text(encoding="ascii").split()
+        except OSError:
+            continue  # that thread ended, or the kernel keeps no schedstat
+        if len(fields) >= 2:
+            waits[int(tid)] = int(fields[1])
+    return waits or None
+
+
+def waited_seconds(first: dict[int, int] | None, last: dict[int, int] | None) -> float | None:
+    """Seconds a process's threads waited for a core between two read_waits. A thread that
+    started in between counts all its wait; one that ended in between is missed."""
+    if first is None or last is None:
+        return None
+    return sum(wait - first.get(tid, 0) for tid, wait in last.items()) / 1e9
+
+
+def waits_per_second(waited: float | None, wall: float) -> float | None:
+    """Run-queue wait as milliseconds per second of the window (1000: always one thread
+    waiting)."""
+    return round(1000.0 * waited / wall, 1) if waited is not None and wall > 0 else None
+
+
 def read_proc(pid: int) -> ProcSample | None:
     """Samples `pid` from /proc; None when the process is gone."""
     try:
@@ -107,15 +145,20 @@ class ProcWatch:
     last: ProcSample | None = None
     rss_max_kb: int = 0
     gone: bool = False
+    first_waits: dict[int, int] | None = None  # read_waits at the first sample
+    last_waits: dict[int, int] | None = None
+    idle_class: bool = False  # in Linux's idle CPU class (SCHED_IDLE) at the first sample
 
     def sample(self) -> None:
         current = read_proc(self.pid)
         if current is None:
             self.gone = True
             return
+        waits = read_waits(self.pid)
         if self.first is None:
-            self.first = current
-        self.last = current
+            self.first, self.first_waits = current, waits
+            self.idle_class = _in_idle_class(self.pid)
+        self.last, self.last_waits = current, waits
         self.rss_max_kb = max(self.rss_max_kb, current.rss_kb)
 
     def result(self) -> Json:
@@ -129,6 +172,10 @@ class ProcWatch:
             "exited_during_window": self.gone,
             "cpu_percent": round(100.0 * cpu / wall, 1) if wall > 0 else None,
             "cpu_seconds": round(cpu, 3),
+            "runqueue_wait_ms_per_s": waits_per_second(
+                waited_seconds(self.first_waits, self.last_waits), wall
+            ),
+            "idle_class": self.idle_class,
             "rss_kb": self.last.rss_kb,
             "rss_max_kb": self.rss_max_kb,
         }
@@ -150,6 +197,7 @@ class WindowProbe:
     pss_kb: dict[int, int] = field(default_factory=dict)
     self_start: tuple[float, float] | None = None
     self_stop: tuple[float, float] | None = None
+    self_waits: tuple[dict[int, int] | None, dict[int, int] | None] = (None, None)
     system_start: tuple[float, float, float] | None = None
     system_stop: tuple[float, float, float] | None = None
     others_start: dict[int, tuple[str, float]] = field(default_factory=dict)
@@ -159,6 +207,7 @@ class WindowProbe:
         self.watches = [ProcWatch(pid) for pid in self.server_pids]
         self.sample()
         self.self_start = (time.monotonic(), self_cpu_seconds())
+        self.self_waits = (read_waits(os.getpid()), None)
         self.system_start = system_cpu_seconds()
         self.others_start = other_processes_cpu(self._ours())
 
@@ -177,6 +226,7 @@ class WindowProbe:
 
     def stop(self) -> None:
         self.self_stop = (time.monotonic(), self_cpu_seconds())
+        self.self_waits = (self.self_waits[0], read_waits(os.getpid()))
         self.system_stop = system_cpu_seconds()
         self.others_stop = other_processes_cpu(self._ours())
         self.sample()
@@ -187,12 +237,16 @@ class WindowProbe:
         }
 
     def generator_result(self) -> Json:
-        cpu_percent = None
+        cpu_percent = wait = None
         if self.self_start is not None and self.self_stop is not None:
             wall = self.self_stop[0] - self.self_start[0]
             cpu = self.self_stop[1] - self.self_start[1]
             cpu_percent = round(100.0 * cpu / wall, 1) if wall > 0 else None
-        return {"pid": os.getpid(), "cpu_percent": cpu_percent, "rss_max_kb": self_max_rss_kb()}
+            wait = waits_per_second(waited_seconds(*self.self_waits), wall)
+        return {
+            "pid": os.getpid(), "cpu_percent": cpu_percent, "runqueue_wait_ms_per_s": wait,
+            "rss_max_kb": self_max_rss_kb(),
+        }
 
     def system_result(self) -> Json:
         """The whole machine over the window, so a result disturbed by other work can be told
@@ -256,7 +310,25 @@ class WindowProbe:
             "cpu_seconds_total": (
                 round(sum(entry["cpu_seconds"] for entry in found), 3) if found else None
             ),
+            # Summed over processes: 1000 is one process waiting for a core all the time. Not
+            # those in the idle class (otszmq's store writer): they wait by design, for no one.
+            "runqueue_wait_ms_per_s_total": _total(
+                [entry["runqueue_wait_ms_per_s"] for entry in found if not entry["idle_class"]]
+            ),
         }
+
+
+def _in_idle_class(pid: int) -> bool:
+    try:
+        return os.sched_getscheduler(pid) == os.SCHED_IDLE
+    except OSError:
+        return False
+
+
+def _total(values: list[float | None]) -> float | None:
+    """The sum, or None if any is unknown (a partial sum would read as a smaller wait)."""
+    known = [value for value in values if value is not None]
+    return round(sum(known), 1) if known and len(known) == len(values) else None
 
 
 def raise_fd_limit(needed: int) -> Json:

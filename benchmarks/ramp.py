@@ -155,6 +155,8 @@ def row(result: Json) -> Json:
         "server_pss_kb": server.get("pss_kb_total"),
         "server_processes": server.get("processes"),
         "generator_cpu_percent": result["generator"]["cpu_percent"],
+        "server_runqueue_wait_ms_per_s": server.get("runqueue_wait_ms_per_s_total"),
+        "generator_runqueue_wait_ms_per_s": result["generator"].get("runqueue_wait_ms_per_s"),
         "system_busy_percent": result["system"]["cpu_busy_percent"],
         "system_steal_percent": result["system"].get("cpu_steal_percent"),
         "other_processes_cpu_percent": result["system"].get("other_processes_cpu_percent"),

@@ -422,13 +422,20 @@ def _repeats(at_half: Json) -> str:
 
 
 def _machine_load(row: Json, cores: int) -> str:
-    """How busy the whole machine was in a step, and how much of it the hypervisor took."""
+    """How busy the whole machine was in a step, how much of it the hypervisor took, and how
+    long the server's processes and the generator waited for a core."""
     busy, steal = row.get("system_busy_percent"), row.get("system_steal_percent")
     if busy is None:
         return ""
-    return f" (machine {busy:.0f}% busy of {100 * cores}%" + (
-        f", {steal:.0f}% stolen)" if steal is not None else ")"
-    )
+    parts = [f"machine {busy:.0f}% busy of {100 * cores}%"]
+    if steal is not None:
+        parts.append(f"{steal:.0f}% stolen")
+    server_wait = row.get("server_runqueue_wait_ms_per_s")
+    generator_wait = row.get("generator_runqueue_wait_ms_per_s")
+    if server_wait is not None and generator_wait is not None:
+        parts.append(f"waiting for a core: server {server_wait / 1000:.2f} s/s, "
+                     f"generator {generator_wait / 1000:.2f} s/s")
+    return f" ({', '.join(parts)})"
 
 
 def _steal_line(values: list[float]) -> str:

@@ -421,3 +421,51 @@ def test_store_benchmark_accounts_for_every_record_and_both_processes() -> None:
     assert writer > 0
     assert result["store_cpu_seconds"] == pytest.approx(receiver + writer, abs=0.002)
     assert result["store_rss_kb"] > 0
+
+
+def test_processes_sharing_one_core_are_seen_waiting_for_it() -> None:
+    # Two busy loops pinned to one CPU: each runs about half the time and waits the other half.
+    cpu = min(os.sched_getaffinity(0))
+    spin = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]
+    try:
+        for spinner in spinners:
+            os.sched_setaffinity(spinner.pid, {cpu})
+        probe = procstat.WindowProbe(tuple(spinner.pid for spinner in spinners))
+        probe.start()
+        time.sleep(1.0)  # the measured window, not a wait for anything
+        probe.stop()
+        found = probe.server_result()
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    waits = [entry["runqueue_wait_ms_per_s"] for entry in found["pids"]]
+    assert all(wait > 250 for wait in waits), f"ms/s each waited for the core: {waits}"
+    assert found["runqueue_wait_ms_per_s_total"] == round(sum(waits), 1)
+    assert [entry["idle_class"] for entry in found["pids"]] == [False, False]
+    assert probe.generator_result()["runqueue_wait_ms_per_s"] is not None
+
+
+def test_an_idle_class_process_waits_by_design_and_is_left_out_of_the_total() -> None:
+    cpu = min(os.sched_getaffinity(0))
+    spin = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]
+    try:
+        for spinner in spinners:
+            os.sched_setaffinity(spinner.pid, {cpu})
+        os.sched_setscheduler(spinners[1].pid, os.SCHED_IDLE, os.sched_param(0))
+        probe = procstat.WindowProbe(tuple(spinner.pid for spinner in spinners))
+        probe.start()
+        time.sleep(1.0)  # the measured window, not a wait for anything
+        probe.stop()
+        found = probe.server_result()
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    normal, idle = found["pids"]
+    assert (normal["idle_class"], idle["idle_class"]) == (False, True)
+    # The idle one hardly gets the core (its wait is counted only once it does).
+    assert found["runqueue_wait_ms_per_s_total"] == normal["runqueue_wait_ms_per_s"]
+    assert normal["cpu_percent"] > 80

@@ -574,3 +574,14 @@ def test_paired_rounds_must_be_at_least_one() -> None:
         run_suite.parse_args(["--paired-rounds", "0"])
     cfg, _ = run_suite.parse_args(["--paired-rounds", "2"])
     assert cfg.paired_rounds == 2
+
+
+def test_a_steps_machine_load_says_how_long_the_processes_waited_for_a_core() -> None:
+    row = {"system_busy_percent": 180.4, "system_steal_percent": 0.0,
+           "server_runqueue_wait_ms_per_s": 951.0, "generator_runqueue_wait_ms_per_s": 194.6}
+    assert report._machine_load(row, 2) == (
+        " (machine 180% busy of 200%, 0% stolen, waiting for a core: server 0.95 s/s, "
+        "generator 0.19 s/s)")  # fmt: skip
+    # Results from before the waits were measured read as they did.
+    del row["server_runqueue_wait_ms_per_s"]
+    assert report._machine_load(row, 2) == " (machine 180% busy of 200%, 0% stolen)"
