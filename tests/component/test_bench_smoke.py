@@ -423,23 +423,31 @@ def test_store_benchmark_accounts_for_every_record_and_both_processes() -> None:
     assert result["store_rss_kb"] > 0
 
 
-def test_processes_sharing_one_core_are_seen_waiting_for_it() -> None:
-    # Two busy loops pinned to one CPU: each runs about half the time and waits the other half.
+def spinners_on_one_core(*, idle_class: bool) -> tuple[procstat.WindowProbe, dict[str, Any]]:
+    """Two busy loops pinned to one CPU (the second in the idle CPU class if ``idle_class``),
+    measured over a 1 s window: the probe and its server result."""
     cpu = min(os.sched_getaffinity(0))
     spin = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass"
     spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]
     try:
         for spinner in spinners:
             os.sched_setaffinity(spinner.pid, {cpu})
+        if idle_class:
+            os.sched_setscheduler(spinners[1].pid, os.SCHED_IDLE, os.sched_param(0))
         probe = procstat.WindowProbe(tuple(spinner.pid for spinner in spinners))
         probe.start()
         time.sleep(1.0)  # the measured window, not a wait for anything
         probe.stop()
-        found = probe.server_result()
+        return probe, probe.server_result()
     finally:
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
+
+
+def test_processes_sharing_one_core_are_seen_waiting_for_it() -> None:
+    # Each runs about half the time and waits the other half.
+    probe, found = spinners_on_one_core(idle_class=False)
     waits = [entry["runqueue_wait_ms_per_s"] for entry in found["pids"]]
     assert all(wait > 250 for wait in waits), f"ms/s each waited for the core: {waits}"
     assert found["runqueue_wait_ms_per_s_total"] == round(sum(waits), 1)
@@ -448,22 +456,7 @@ def test_processes_sharing_one_core_are_seen_waiting_for_it() -> None:
 
 
 def test_an_idle_class_process_waits_by_design_and_is_left_out_of_the_total() -> None:
-    cpu = min(os.sched_getaffinity(0))
-    spin = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass"
-    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]
-    try:
-        for spinner in spinners:
-            os.sched_setaffinity(spinner.pid, {cpu})
-        os.sched_setscheduler(spinners[1].pid, os.SCHED_IDLE, os.sched_param(0))
-        probe = procstat.WindowProbe(tuple(spinner.pid for spinner in spinners))
-        probe.start()
-        time.sleep(1.0)  # the measured window, not a wait for anything
-        probe.stop()
-        found = probe.server_result()
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
+    _, found = spinners_on_one_core(idle_class=True)
     normal, idle = found["pids"]
     assert (normal["idle_class"], idle["idle_class"]) == (False, True)
     # The idle one hardly gets the core (its wait is counted only once it does).
