@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from benchmarks import waits
 from benchmarks.rounds import (
     Median,
     Ratio,
@@ -577,6 +578,9 @@ def render(suite: Json, plot_links: list[str]) -> str:
             lines += [f"### {scenario}", "", what + ".", ""]
             lines += table(RAMP_HEADER, ramp_rows(records)) + notes(records)
             lines += ratio_lines(records)
+    if found := waits.wait_lines(runs(suite, "sa-broadcast"), set(OTSZMQ_ROWS),
+                                 TARGET_HALF_P99_MS):
+        lines += ["### Half-rate p99 and waiting for a core (sa-broadcast)", "", *found]
     if records := runs(suite, "takserver"):
         lines += ["### takserver", "", "TAK Server's load-test shape: every client 1 SA/s and a "
                   "`t-x-c-t` ping every 10 s (the relay does not answer pings).", ""]
