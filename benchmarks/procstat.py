@@ -83,18 +83,16 @@ def read_waits(pid: int) -> dict[int, int] | None:
     return waits or None
 
 
-def waited_seconds(first: dict[int, int] | None, last: dict[int, int] | None) -> float | None:
-    """Seconds a process's threads waited for a core between two read_waits. A thread that
-    started in between counts all its wait; one that ended in between is missed."""
-    if first is None or last is None:
+def wait_ms_per_s(
+    first: dict[int, int] | None, last: dict[int, int] | None, wall: float
+) -> float | None:
+    """Milliseconds per second of a ``wall``-second window that a process's threads waited for
+    a core, between two read_waits (1000: always one thread waiting). A thread that started in
+    between counts all its wait; one that ended in between is missed."""
+    if first is None or last is None or wall <= 0:
         return None
-    return sum(wait - first.get(tid, 0) for tid, wait in last.items()) / 1e9
-
-
-def waits_per_second(waited: float | None, wall: float) -> float | None:
-    """Run-queue wait as milliseconds per second of the window (1000: always one thread
-    waiting)."""
-    return round(1000.0 * waited / wall, 1) if waited is not None and wall > 0 else None
+    waited_ns = sum(wait - first.get(tid, 0) for tid, wait in last.items())
+    return round(waited_ns / 1e6 / wall, 1)
 
 
 def read_proc(pid: int) -> ProcSample | None:
@@ -172,9 +170,7 @@ class ProcWatch:
             "exited_during_window": self.gone,
             "cpu_percent": round(100.0 * cpu / wall, 1) if wall > 0 else None,
             "cpu_seconds": round(cpu, 3),
-            "runqueue_wait_ms_per_s": waits_per_second(
-                waited_seconds(self.first_waits, self.last_waits), wall
-            ),
+            "runqueue_wait_ms_per_s": wait_ms_per_s(self.first_waits, self.last_waits, wall),
             "idle_class": self.idle_class,
             "rss_kb": self.last.rss_kb,
             "rss_max_kb": self.rss_max_kb,
@@ -242,7 +238,7 @@ class WindowProbe:
             wall = self.self_stop[0] - self.self_start[0]
             cpu = self.self_stop[1] - self.self_start[1]
             cpu_percent = round(100.0 * cpu / wall, 1) if wall > 0 else None
-            wait = waits_per_second(waited_seconds(*self.self_waits), wall)
+            wait = wait_ms_per_s(*self.self_waits, wall)
         return {
             "pid": os.getpid(), "cpu_percent": cpu_percent, "runqueue_wait_ms_per_s": wait,
             "rss_max_kb": self_max_rss_kb(),
