@@ -5,7 +5,9 @@ processes, summed over them (benchmarks.procstat: ``server_runqueue_wait_ms_per_
 2-core machine shared with the generator, otszmq's pipeline keeps several processes runnable on
 the clients' path, and the p99 of a window follows that wait more closely than how busy the
 machine was (BENCHMARKS.md: correlation 0.87 against 0.57 over 36 windows). Grouping a run's
-windows by their wait shows it in every suite run.
+windows by their wait shows it in every suite run. It reads how loaded the cores were; it is not
+a lever by itself: one worker instead of two halved the wait over 16 paired rounds and left the
+p99 where it was, its events waiting in the one worker's queue instead (BENCHMARKS.md).
 """
 
 from __future__ import annotations
