@@ -24,6 +24,7 @@ file says the receiver is gone: then it finishes what it holds and exits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import struct
@@ -87,13 +88,20 @@ class WriterFeed:
         self._linger_until: float | None = None
         self._ended = False
         self.done = False  # the writer said DONE
+        # Records of the last batch handed to the writer, until it asks for the next: it asks
+        # only once that batch is written (or counted by it as lost or malformed).
+        self.held = 0
+        self._closing_unsaid = False  # the store is stopping, and the writer was not told yet
 
     def receive(self) -> None:
         """Take in whatever the writer sent."""
         for message in _waiting(self._link):
+            if self._closing_unsaid:
+                self._say_closing()
             kind = message[0]
             if kind == WANT and len(message) == 1:
                 self._wanted = True
+                self.held = 0
             elif kind in (COUNTS, DONE) and len(message) == 2:
                 self._on_counts(_unpack_counts(message[1]))
                 self.done = self.done or kind == DONE
@@ -117,8 +125,10 @@ class WriterFeed:
             if now < self._linger_until:
                 return self._linger_until
         frames = buffer.take(self._batch_size)
-        counts = struct.pack(f"<{len(frames)}I", *(count for _, count in frames))
+        records = [count for _, count in frames]
+        counts = struct.pack(f"<{len(frames)}I", *records)
         self._link.send_multipart([BATCH, counts, *(frame for frame, _ in frames)], copy=False)
+        self.held = sum(records)
         self._wanted = False
         self._linger_until = None
         return None
@@ -127,7 +137,15 @@ class WriterFeed:
         """The store is stopping: tell the writer (it gives up on an unavailable database after
         a while); what waits is still handed out, then END."""
         self._buffer.close()
-        self._link.send(CLOSING)
+        self._closing_unsaid = True
+        self._say_closing()
+
+    def _say_closing(self) -> None:
+        # NOTE: a PAIR blocks a send until its peer has connected: a writer just started (one
+        # replacing a failed one) is told when its first message comes.
+        with contextlib.suppress(zmq.Again):
+            self._link.send(CLOSING, zmq.NOBLOCK)
+            self._closing_unsaid = False
 
 
 class LinkSource:

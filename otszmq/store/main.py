@@ -21,7 +21,7 @@ from otszmq.store.database import redact
 from otszmq.store.migrations import open_migrated
 from otszmq.store.service import StoreConfig, StoreService
 from otszmq.store.writer import Retention
-from otszmq.store.writer_process import WriterProcess, WriterSpec, spawn_writer
+from otszmq.store.writer_process import WriterSpec, spawn_writer
 from otszmq.wire import TOPIC_RECORD
 
 log = logging.getLogger(__name__)
@@ -73,22 +73,24 @@ def run(settings: Settings) -> int:
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     sub = make_socket(context, zmq.SUB, linger_ms=0, hwm=settings.fanout_hwm)
     stats_pub = make_socket(context, zmq.PUB, linger_ms=0, hwm=100)
+    spec = writer_spec(config, url, settings.log_level_number)
     with wakeup_pipe() as wake_r:
-        writer: WriterProcess | None = None
+        service: StoreService | None = None
         try:
             sub.setsockopt(zmq.SUBSCRIBE, TOPIC_RECORD)
             sub.connect(settings.fanout_out_endpoint)
             stats_pub.connect(settings.fanout_in_endpoint)
-            writer = spawn_writer(context, writer_spec(config, url, settings.log_level_number),
-                                  settings.data_dir)
-            service = StoreService(config, writer, sub, stats_pub, wake_r)
+            service = StoreService(
+                config, lambda: spawn_writer(context, spec, settings.data_dir), sub, stats_pub,
+                wake_r,
+            )
             stop_on_signals(service.request_stop)
             tune_gc()
             report_ready(settings)
             service.run()
         finally:
-            if writer is not None:
-                writer.close()
+            if service is not None:
+                service.close()
             for sock in (sub, stats_pub):
                 sock.close()
             context.term()

@@ -15,9 +15,15 @@ workers could send) and tells them when it changes; what people write by hand is
 (sent as kept frames while the share is 0, which the buffer takes past its limit).
 
 Shutdown: stop receiving, drain what the SUB socket already holds, then the writer writes
-everything buffered and exits before this process does. A writer that exits before it is told
-to is a bug (bad input and database outages are handled inside it): the records still queued
-are counted lost and the store ends with a StoreError, so that its supervisor restarts it.
+everything buffered and exits before this process does.
+
+A writer that exits before it is told to has met a bug (bad input and database outages are
+handled inside it), maybe one that a record of its batch sets off: that batch is counted lost
+(``records_lost``; it may have been written in part) and another writer takes over the queue,
+which is kept (``writer_restarts``). A writer that keeps failing (more than
+WRITER_RESTART_LIMIT times in WRITER_RESTART_WINDOW seconds: it cannot start, say) ends the
+store with a StoreError and the queued records counted lost, for its supervisor to restart it
+with back-off.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,9 +54,14 @@ log = logging.getLogger(__name__)
 
 DRAIN_BATCH: Final = 500  # SUB messages (record batches) per main-loop turn
 LAST_WORDS_WAIT: Final = 1.0  # seconds an exited writer's last message may take to arrive
+WRITER_RESTART_LIMIT: Final = 3
+"""Writers that ended unasked within WRITER_RESTART_WINDOW and were replaced in place; the
+next such end stops the store (see the module's docstring)."""
+WRITER_RESTART_WINDOW: Final = 60.0
 
 COUNTERS: Final = (
     "records_in", "records_dropped", "records_skipped", "shed_starts", "wire_errors",
+    "writer_restarts",
     *(name for name in WRITER_COUNTERS if name != "wire_errors"),
 )
 
@@ -73,14 +84,15 @@ class StoreService:
     def __init__(
         self,
         config: StoreConfig,
-        writer: WriterProcess,
+        start_writer: Callable[[], WriterProcess],
         sub: zmq.Socket[bytes],
         stats_pub: zmq.Socket[bytes],
         wakeup_fd: int,
     ) -> None:
-        """``writer``: a started writer process (its link included); the service ends it."""
+        """``start_writer`` starts a writer process (its link included), now and whenever one
+        has to be replaced; the service ends them (:meth:`close` releases the last)."""
         self.config = config
-        self._writer = writer
+        self._start_writer = start_writer
         self._sub = sub
         self._stats_pub = stats_pub
         self._wakeup_fd = wakeup_fd
@@ -89,12 +101,15 @@ class StoreService:
         self.counters.preset(*COUNTERS)
         self.counters.gauge("queue_depth", lambda: float(len(self.buffer)))
         # The writer process publishes nothing itself: its memory is shown here.
-        self.counters.gauge("writer_rss_bytes", lambda: float(rss_bytes(writer.pid)))
+        self.counters.gauge("writer_rss_bytes", lambda: float(rss_bytes(self.writer.pid)))
+        # Records handed to the writer and not yet written: a batch a slow transaction or a
+        # database outage holds up (write_retries) shows here.
+        self.counters.gauge("writer_held_records", lambda: float(self._feed.held))
+        self._poller = zmq.Poller()
+        for watched in (sub, wakeup_fd):
+            self._poller.register(watched, zmq.POLLIN)
         self._reported: dict[str, int] = {}  # the writer's counts as last reported
-        self._feed = WriterFeed(
-            writer.link, self.buffer, batch_size=config.batch_size,
-            linger=config.flush_interval, on_counts=self._writer_counts,
-        )
+        self._unasked_exits: list[float] = []  # when writers ended unasked (monotonic), lately
         self._stop = False
         # Under overload records are dropped, and SHED starts, every few seconds or more often:
         # a line per interval says so (otszmq.logthrottle).
@@ -111,19 +126,37 @@ class StoreService:
         # published: a receiver starved of CPU answers a flood late (BENCHMARKS.md, step 20).
         self._tick_late = 0.0
         self.counters.gauge("keep_tick_late_ms", lambda: round(1000 * self._tick_late, 1))
+        self.writer, self._feed = self._new_writer()
+
+    def _new_writer(self) -> tuple[WriterProcess, WriterFeed]:
+        """Start a writer process and watch it; its counts start from zero."""
+        writer = self._start_writer()
+        feed = WriterFeed(
+            writer.link, self.buffer, batch_size=self.config.batch_size,
+            linger=self.config.flush_interval, on_counts=self._writer_counts,
+        )
+        if self.buffer.closed:
+            feed.close()  # the store is stopping: the new writer is told so too
+        self._reported.clear()
+        for watched in (writer.link, writer.exit_fd):
+            self._poller.register(watched, zmq.POLLIN)
+        return writer, feed
+
+    def close(self) -> None:
+        """Release the writer process and its link (killed if it still runs: see
+        :meth:`WriterProcess.close`)."""
+        self.writer.close()
 
     def request_stop(self) -> None:
         self._stop = True
 
     def run(self) -> None:
-        poller = zmq.Poller()
-        for watched in (self._sub, self._wakeup_fd, self._writer.link, self._writer.exit_fd):
-            poller.register(watched, zmq.POLLIN)
+        poller = self._poller
         next_stats = next_tick = time.monotonic()
         self._update_keep(next_tick)  # SHED: counts from zero, before anything is drained
         next_tick += TICK
         linger_until: float | None = None
-        log.info("%s started (writer process %d)", self.config.name, self._writer.pid)
+        log.info("%s started (writer process %d)", self.config.name, self.writer.pid)
         try:
             while not self._stop:
                 wake_at = min(next_stats, next_tick, linger_until or next_tick)
@@ -144,7 +177,7 @@ class StoreService:
                 self._serve_turn(poller, next_stats - time.monotonic(), drain=False)
                 self._feed.serve(time.monotonic())
                 next_stats = self._stats_when_due(next_stats)
-            self._writer.wait()
+            self.writer.wait()
         finally:
             self._publish_stats()
         log.info(
@@ -154,35 +187,62 @@ class StoreService:
 
     def _serve_turn(self, poller: zmq.Poller, timeout: float, *, drain: bool) -> None:
         """Wait up to ``timeout`` seconds and handle what came: records, the writer, a
-        signal; StoreError if the writer process exited before it was told to."""
+        signal; a writer process that exited before it was told to is replaced, or ends the
+        store with a StoreError (see the module's docstring)."""
         for watched, _ in poller.poll(max(0, math.ceil(timeout * 1000))):
             if watched == self._wakeup_fd:
                 os.read(self._wakeup_fd, 512)
-            elif watched == self._writer.exit_fd:
-                if self._writer.exited():
-                    self._writer_exited()
-            elif watched is self._writer.link:
+            elif watched == self.writer.exit_fd:
+                if self.writer.exited() and self._writer_exited():
+                    # NOTE: the rest of this poll's list may name the old writer's link and
+                    # pipe, whose fd number the new writer's pipe may have taken.
+                    return
+            elif watched is self.writer.link:
                 self._feed.receive()
             elif drain:
                 self._drain(DRAIN_BATCH)
 
-    def _writer_exited(self) -> None:
-        """The writer process has exited: as told (its DONE arrives), or not (StoreError)."""
+    def _writer_exited(self) -> bool:
+        """The writer process has exited: as told (its DONE arrives: False), or not: replaced
+        (True) unless writers keep failing (StoreError)."""
+        writer, feed = self.writer, self._feed
         # Its last words may still be on their way through ZeroMQ's I/O thread.
         give_up_at = time.monotonic() + LAST_WORDS_WAIT
-        while not self._feed.done:
+        while not feed.done:
             remaining = give_up_at - time.monotonic()
-            if remaining <= 0 or not self._writer.link.poll(math.ceil(remaining * 1000)):
+            if remaining <= 0 or not writer.link.poll(math.ceil(remaining * 1000)):
                 break
-            self._feed.receive()
-        if self._feed.done:
-            return
-        lost = len(self.buffer)
-        self.counters.values["records_lost"] += lost
-        raise StoreError(
-            f"{self.config.name}: the database writer (process {self._writer.pid}) ended "
-            f"with {self._writer.exit_status()}; {lost} queued records lost (see the log)"
+            feed.receive()
+        if feed.done:
+            return False
+        values = self.counters.values
+        values["records_lost"] += feed.held
+        now = time.monotonic()
+        exits = [at for at in self._unasked_exits if at > now - WRITER_RESTART_WINDOW]
+        self._unasked_exits = [*exits, now]
+        ended = (
+            f"{self.config.name}: the database writer (process {writer.pid}) ended with "
+            f"{writer.exit_status()}"
         )
+        if len(exits) >= WRITER_RESTART_LIMIT:
+            queued = len(self.buffer)
+            values["records_lost"] += queued
+            raise StoreError(
+                f"{ended}, and {len(exits)} writers before it within "
+                f"{WRITER_RESTART_WINDOW:g} s; {feed.held + queued} records lost, {feed.held} "
+                "of them in its hands (see the log)"
+            )
+        for watched in (writer.link, writer.exit_fd):
+            self._poller.unregister(watched)
+        writer.close()
+        self.writer, self._feed = self._new_writer()
+        values["writer_restarts"] += 1
+        log.error(
+            "%s (see the log above); the %d records in its hands are counted lost (some may "
+            "have been written); writer process %d takes over the %d queued", ended, feed.held,
+            self.writer.pid, len(self.buffer),
+        )
+        return True
 
     def _writer_counts(self, counts: Mapping[str, int]) -> None:
         """Add what the writer did since its last report to this process's counters."""

@@ -11,7 +11,7 @@ each ``work_slice`` of work (:mod:`otszmq.pacing`: why).
 What cannot be trusted is counted and left out; a database that refuses one record costs only
 that record; a database that is unavailable is retried with back-off, without loss, except
 while stopping (STOP_RETRY_WINDOW). Anything else is a bug: it propagates, and the process
-ends (its parent reports it, and its supervisor restarts the store).
+ends (its parent counts the batch it held as lost and starts another writer).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import secrets
 import signal
 import struct
 import subprocess
@@ -111,7 +112,9 @@ def spawn_writer(
     # NOTE: a socket file in the data directory, whose permissions keep other local users off
     # it, like the node's other ipc:// endpoints. An abstract-namespace name would be listed in
     # /proc/net/unix, open to any local process that connected first.
-    endpoint = f"ipc://{directory / f'store-writer-{os.getpid()}.ipc'}"
+    # A name of its own for each writer: libzmq removes a closed link's socket file in its
+    # reaper thread, which could come after a replacement writer's link bound the same name.
+    endpoint = f"ipc://{directory / f'store-writer-{os.getpid()}-{secrets.token_hex(4)}.ipc'}"
     link = make_socket(context, zmq.PAIR, linger_ms=0, hwm=LINK_HWM)
     try:
         link.bind(endpoint)
@@ -183,7 +186,7 @@ def main() -> int:
             loop.run()
         except Exception:
             # NOTE: a bug, not bad input (that is counted per record): log it and exit; the
-            # parent sees it and ends the store, whose supervisor restarts it.
+            # parent counts the batch this process held as lost and starts another writer.
             log.exception("the writer failed")
             return 1
         source.finish(loop.counts)

@@ -23,6 +23,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import zmq
+from peewee import PostgresqlDatabase
 
 from otszmq.errors import StoreError
 from otszmq.metrics import publish_stats
@@ -46,7 +47,7 @@ from otszmq.store.records import RecordFields, pack_records, record_from_event
 from otszmq.store.service import StoreConfig, StoreService
 from otszmq.store.shedding import TICK, KeepController
 from otszmq.store.writer import RecordWriter, Retention
-from otszmq.store.writer_process import spawn_writer
+from otszmq.store.writer_process import WriterProcess, spawn_writer
 from otszmq.wire import TOPIC_RECORD, TOPIC_RECORD_KEPT, TOPIC_SHED, TOPIC_STATS, unpack_shed
 from otszmq.workers.cot import parse_event
 from tests.store_support import (
@@ -238,8 +239,11 @@ class Harness:
         settings.update(overrides)
         config = StoreConfig(**settings)  # type: ignore[arg-type]
         # Wired as otszmq.store.main wires it.
-        self.writer = spawn_writer(self.context, writer_spec(config, url, logging.INFO), tmp_path)
-        self.service = StoreService(config, self.writer, self.sub, self.stats, self.wake_r)
+        spec = writer_spec(config, url, logging.INFO)
+        self.service = StoreService(
+            config, lambda: spawn_writer(self.context, spec, tmp_path), self.sub, self.stats,
+            self.wake_r,
+        )
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run)
         # The store's subscription reaching the publisher is the start-up handshake.
@@ -254,6 +258,10 @@ class Harness:
             self.error = exc
 
     @property
+    def writer(self) -> WriterProcess:
+        return self.service.writer
+
+    @property
     def counters(self) -> dict[str, int]:
         return self.service.counters.values
 
@@ -264,16 +272,20 @@ class Harness:
     def send_frame(self, frame: bytes, topic: bytes = TOPIC_RECORD) -> None:
         self.pub.send_multipart([topic, frame])
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """What SIGTERM does to the store."""
         self.service.request_stop()
         os.write(self.wake_w, b"x")
+
+    def stop(self) -> None:
+        self.request_stop()
         self.thread.join(30)
         assert not self.thread.is_alive()
 
     def close(self) -> None:
         if self.thread.is_alive():
             self.stop()
-        self.writer.close()
+        self.service.close()
         for sock in (self.pub, self.sub, self.stats):
             sock.close()
         self.context.term()
@@ -496,17 +508,101 @@ def test_a_lost_database_connection_is_retried_without_loss(url, tmp_path):
         assert CotLog.select().count() == 20
 
 
-def test_a_writer_process_that_dies_ends_the_service_and_counts_what_it_held(url, tmp_path):
+def _kill_writer(store: Harness) -> int:
+    """SIGKILL the store's writer process; returns its pid."""
+    pid = store.writer.pid
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def test_a_writer_that_dies_is_replaced_and_the_queue_kept(url, tmp_path):
     # Lingering for a fuller batch: the records wait in the receiver when the writer dies.
     with harness(url, tmp_path, flush_interval=60.0) as store:
         store.send([sa_fields(i) for i in range(7)])
         wait_until("records queued", lambda: len(store.service.buffer) == 7)
-        os.kill(store.writer.pid, signal.SIGKILL)
+        killed = _kill_writer(store)
+        wait_until("another writer", lambda: store.counters["writer_restarts"] == 1)
+        assert store.writer.pid != killed
+        assert store.thread.is_alive() and store.error is None
+        store.send([sa_fields(i, "b") for i in range(7, 10)])
+        wait_until("records queued", lambda: len(store.service.buffer) == 10)
+        store.stop()  # the new writer writes everything queued
+        assert store.error is None
+        assert store.counters["records_written"] == 10
+        assert store.counters["records_lost"] == 0
+        assert CotLog.select().count() == 10
+
+
+@contextmanager
+def writes_blocked(store: Harness) -> Iterator[None]:
+    """Hold a lock on the store's database that the writer's transactions wait for."""
+    database = store.database
+    if isinstance(database, PostgresqlDatabase):
+        with database.atomic():
+            database.execute_sql(f"LOCK TABLE {CotLog._meta.table_name} IN EXCLUSIVE MODE")
+            yield
+    else:
+        with database.atomic("IMMEDIATE"):  # SQLite's write lock, held to the end
+            yield
+
+
+def test_the_batch_a_dead_writer_held_is_counted_lost_and_costs_nothing_else(url, tmp_path):
+    with harness(url, tmp_path) as store:
+        gauges = store.service.counters.snapshot
+        with writes_blocked(store):
+            store.send([sa_fields(i) for i in range(5)])
+            wait_until("the batch in the writer's hands",
+                       lambda: gauges()["gauges"]["writer_held_records"] == 5)
+            _kill_writer(store)
+            wait_until("another writer", lambda: store.counters["writer_restarts"] == 1)
+        assert store.counters["records_lost"] == 5
+        assert gauges()["gauges"]["writer_held_records"] == 0
+        store.send([sa_fields(i, "b") for i in range(5, 8)])
+        wait_until("records after it written", lambda: store.counters["records_written"] == 3)
+        assert CotLog.select().count() == 3
+        assert store.counters["records_lost"] == 5
+
+
+def test_a_writer_that_dies_while_the_store_stops_is_replaced_and_the_rest_written(
+    url, tmp_path
+):
+    with harness(url, tmp_path, batch_size=5) as store:
+        gauges = store.service.counters.snapshot
+        with writes_blocked(store):
+            store.send([sa_fields(i) for i in range(5)])
+            store.send([sa_fields(i) for i in range(5, 10)])
+            wait_until(
+                "a batch in the writer's hands, another queued",
+                lambda: gauges()["gauges"]["writer_held_records"] == 5
+                and len(store.service.buffer) == 5,
+            )
+            store.request_stop()
+            wait_until("the store stopping", lambda: store.service.buffer.closed)
+            _kill_writer(store)
+            wait_until("another writer", lambda: store.counters["writer_restarts"] == 1)
+        store.thread.join(30)
+        assert not store.thread.is_alive()
+        assert store.error is None
+        assert store.counters["records_lost"] == 5
+        assert store.counters["records_written"] == 5
+        assert CotLog.select().count() == 5
+
+
+def test_writers_that_keep_dying_end_the_service_and_count_what_it_held(url, tmp_path):
+    with harness(url, tmp_path, flush_interval=60.0) as store:
+        store.send([sa_fields(i) for i in range(7)])
+        wait_until("records queued", lambda: len(store.service.buffer) == 7)
+        for restarts in range(1, store_service.WRITER_RESTART_LIMIT + 1):
+            _kill_writer(store)
+            wait_until("another writer", lambda: store.counters["writer_restarts"] == restarts)  # noqa: B023
+        last = _kill_writer(store)
         store.thread.join(20)
         assert not store.thread.is_alive()
         assert isinstance(store.error, StoreError)
-        assert f"writer (process {store.writer.pid}) ended with signal 9; 7 queued records " \
-            "lost" in str(store.error)
+        assert (
+            f"writer (process {last}) ended with signal 9, and 3 writers before it within 60 s;"
+            " 7 records lost, 0 of them in its hands" in str(store.error)
+        )
         assert store.counters["records_lost"] == 7
 
 

@@ -142,3 +142,33 @@ def test_a_message_outside_the_protocol_is_a_bug_said_as_such(link: Link) -> Non
     assert link.receiver.poll(int(WAIT * 1000))
     with pytest.raises(StoreError, match=r"writer link: unexpected message \[b'\?'\] of 1"):
         link.feed.receive()
+
+
+def test_a_writer_that_connects_after_the_store_began_stopping_is_told_so() -> None:
+    # A replacement writer starting while the store stops: no peer on the link yet, where a
+    # PAIR's send would block.
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    receiver, writer = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
+    parent_r, parent_w = os.pipe()
+    try:
+        for sock in (receiver, writer):
+            sock.setsockopt(zmq.LINGER, 0)
+        receiver.bind("inproc://late-writer")
+        buffer = RecordBuffer(1000)
+        buffer.put(b"last", 2)
+        feed = WriterFeed(receiver, buffer, batch_size=10, linger=0.0, on_counts=lambda _: None)
+        feed.close()  # returns at once
+        writer.connect("inproc://late-writer")
+        source = LinkSource(writer, parent_r)
+        assert source.take(0.0) == []  # its first word: WANT
+        assert receiver.poll(int(WAIT * 1000))
+        feed.receive()
+        assert source.wait_closed(WAIT)  # CLOSING followed it
+        feed.serve(time.monotonic())
+        assert source.take(WAIT) == [(b"last", 2)]
+    finally:
+        for fd in (parent_r, parent_w):
+            os.close(fd)
+        receiver.close()
+        writer.close()
+        context.term()
