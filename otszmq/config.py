@@ -82,6 +82,10 @@ class Settings:
     worker_inflight_limit: int = _opt(
         5_000, "events in flight to one worker before its clients are not read", _INGEST
     )
+    source_inflight_limit: int = _opt(
+        1_000, "events of one client in flight to its worker before that client is not read",
+        _INGEST,
+    )
     work_endpoint: str = _opt(
         "", "ingest: ZeroMQ endpoint it binds for workers (default ipc in data dir)", _INGEST
     )
@@ -318,8 +322,10 @@ def _validate(settings: Settings) -> None:
     need(settings.slow_client_timeout > 0, "slow_client_timeout", "must be > 0")
     need(settings.replay_limit >= 0, "replay_limit", "must be >= 0")
     need(settings.pending_limit >= 0, "pending_limit", "must be >= 0")
-    need(settings.worker_inflight_limit >= 100, "worker_inflight_limit", "must be >= 100")
-    need(settings.fanout_hwm >= 1000, "fanout_hwm", "must be >= 1000")
+    for name, least in (
+        ("worker_inflight_limit", 100), ("source_inflight_limit", 10), ("fanout_hwm", 1000)
+    ):
+        need(getattr(settings, name) >= least, name, f"must be >= {least}")
     need(settings.stats_interval > 0, "stats_interval", "must be > 0")
     url = settings.database_url
     if url and not url.startswith(("sqlite://", "postgresql://", "postgres://")):

@@ -54,7 +54,7 @@ _BRIDGE = (
 _INGEST = (
     "bind", "tcp_port", "tls_port", "tls_handshake_timeout", "ingest_processes",
     "max_event_size", "idle_timeout", "client_queue_bytes", "slow_client_timeout",
-    "replay_limit", "pending_limit", "worker_inflight_limit",
+    "replay_limit", "pending_limit", "worker_inflight_limit", "source_inflight_limit",
 )
 
 

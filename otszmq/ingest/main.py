@@ -38,6 +38,7 @@ def run(settings: Settings, index: int = 0) -> int:
         replay_limit=settings.replay_limit,
         pending_limit=settings.pending_limit,
         inflight_limit=settings.worker_inflight_limit,
+        source_inflight_limit=settings.source_inflight_limit,
         stats_interval=settings.stats_interval,
     )
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()

@@ -85,6 +85,7 @@ class IngestConfig:
     replay_limit: int
     pending_limit: int
     inflight_limit: int
+    source_inflight_limit: int
     stats_interval: float
 
 
@@ -113,7 +114,7 @@ class IngestService:
         self.replay = ReplayCache(config.replay_limit)
         self.pool = WorkerPool(
             router, self.counters, config.pending_limit, config.inflight_limit,
-            ReadThrottle(self.registry),
+            config.source_inflight_limit, ReadThrottle(self.registry),
             lambda: asyncio.get_running_loop().call_soon(self.pool.flush),
         )
         self.takcodec = TakCodec()  # TAK protocol v1 clients (negotiated on the TLS port)

@@ -19,6 +19,13 @@ the client, so a worker that falls behind slows its senders down instead of queu
 bound in ZeroMQ. Its sources read again when the worker is down to half the limit, or when it
 is lost (they move to the others). Server-made events (inject) cannot be paused; they count.
 
+SHARE: one source may not have more than ``source_limit`` events in flight either: past it, that
+source alone is paused, until it is down to half. Why: a worker's queue is one FIFO, so without
+it a single client flooding (a replay tool, a bug) filled its worker up to ``inflight_limit``
+and every other client of that worker waited behind it, and was paused with it. Each dispatch
+leaves a mark on its worker (where its events end in the worker's running total), and a DONE
+retires the marks it has passed: the source's count falls as its events are routed.
+
 When a worker goes away (its socket disconnects: ROUTER_MANDATORY makes the send
 fail at once; or it misses three heartbeats), its sources move to the others.
 Events it had already received but not routed are lost with it; the ones after
@@ -66,6 +73,9 @@ class WorkerInfo:
     done: int = 0  # the running total its last DONE echoed
     queued: int = 0  # events dispatched to it since the last flush
     paused: set[int] = field(default_factory=set)  # its sources paused for it (CREDIT)
+    # SHARE: (position, source, events) of each dispatch, oldest first; position: the running
+    # total of events sent to this worker once that dispatch's events are in.
+    marks: deque[tuple[int, int, int]] = field(default_factory=deque)
 
     @property
     def in_flight(self) -> int:
@@ -86,17 +96,21 @@ class WorkerPool:
         counters: Counters,
         pending_limit: int,
         inflight_limit: int,
+        source_limit: int,
         throttle: SourceThrottle,
         on_queued: Callable[[], object],
     ) -> None:
         """``on_queued`` is called when the first batch waits for a flush: it must arrange
-        for :meth:`flush` to run soon (ingest: ``loop.call_soon``)."""
+        for :meth:`flush` to run soon (ingest: ``loop.call_soon``). ``source_limit``: SHARE."""
         self._router = router
         self._on_queued = on_queued
         self._outgoing: dict[bytes, Outgoing] = {}
         self._counters = counters
         self._pending_limit = pending_limit
         self._inflight_limit = inflight_limit
+        self._source_limit = source_limit
+        self._source_inflight: dict[int, int] = {}  # SHARE: events in flight per source
+        self._over_share: set[int] = set()  # SHARE: sources paused for their own count
         self._throttle = throttle
         self._workers: dict[bytes, WorkerInfo] = {}
         self._assigned: dict[int, WorkerInfo] = {}
@@ -105,16 +119,16 @@ class WorkerPool:
         self._pending_paused: set[int] = set()  # sources paused while no worker is alive
         counters.preset(
             "worker_sends", "worker_backlog_drops", "no_worker_drops", "workers_lost",
-            "reads_paused",
+            "reads_paused", "reads_paused_share",
         )
         counters.gauge("workers_alive", lambda: len(self._workers))
         counters.gauge("pending_events", lambda: self._pending_events)
         counters.gauge("inflight_events", lambda: sum(
             info.in_flight for info in self._workers.values()
         ))
-        counters.gauge("paused_sources", lambda: len(self._pending_paused) + sum(
-            len(info.paused) for info in self._workers.values()
-        ))
+        counters.gauge("paused_sources", lambda: len(self._pending_paused.union(
+            self._over_share, *(info.paused for info in self._workers.values())
+        )))
 
     @property
     def alive(self) -> int:
@@ -163,9 +177,24 @@ class WorkerPool:
         if outgoing is None:
             outgoing = self._outgoing[info.identity] = Outgoing()
         outgoing.batches.append((conn_id, header, events))
-        info.queued += len(events)
-        if info.in_flight > self._inflight_limit and conn_id not in info.paused:
-            self._pause(conn_id, info.paused)
+        count = len(events)
+        info.queued += count
+        values = self._counters.values
+        if (
+            info.in_flight > self._inflight_limit
+            and conn_id not in info.paused
+            and self._pause(conn_id, info.paused)
+        ):
+            values["reads_paused"] += 1
+        info.marks.append((info.sent + info.queued, conn_id, count))
+        in_flight = self._source_inflight.get(conn_id, 0) + count
+        self._source_inflight[conn_id] = in_flight
+        if (
+            in_flight > self._source_limit
+            and conn_id not in self._over_share
+            and self._pause(conn_id, self._over_share)
+        ):
+            values["reads_paused_share"] += 1
 
     def flush(self) -> None:
         """Send every worker what was dispatched to it since the last flush, one message each."""
@@ -187,6 +216,11 @@ class WorkerPool:
             except zmq.Again:
                 # Its queue is at the high-water mark: CREDIT should make this unreachable.
                 self._counters.values["worker_backlog_drops"] += count
+                # SHARE: their marks are the ones past what was sent; their events are gone.
+                marks = info.marks
+                while marks and marks[-1][0] > info.sent:
+                    _, conn_id, dropped = marks.pop()
+                    self._retire(conn_id, dropped)
                 continue
             except zmq.ZMQError as exc:
                 if exc.errno != zmq.EHOSTUNREACH:
@@ -208,6 +242,8 @@ class WorkerPool:
             info.sources -= 1
             info.paused.discard(conn_id)
         self._pending_paused.discard(conn_id)
+        self._source_inflight.pop(conn_id, None)  # its marks are skipped as they retire
+        self._over_share.discard(conn_id)
 
     def sweep(self, now: float) -> None:
         """Forget workers that stopped sending heartbeats."""
@@ -226,14 +262,45 @@ class WorkerPool:
         # At most what was sent: a DONE for work sent before this worker was lost and
         # rejoined counts what was sent to it since, no more.
         info.done = min(done, info.sent)
+        marks = info.marks
+        while marks and marks[0][0] <= info.done:
+            _, conn_id, count = marks.popleft()
+            self._retire(conn_id, count)
         if info.paused and info.in_flight <= self._inflight_limit // 2:
             paused, info.paused = info.paused, set()
-            self._throttle.resume(paused)
+            self._resume(paused)
 
-    def _pause(self, conn_id: int, paused: set[int]) -> None:
-        if self._throttle.pause(conn_id):
-            paused.add(conn_id)
-            self._counters.values["reads_paused"] += 1
+    def _retire(self, conn_id: int, count: int) -> None:
+        """SHARE: ``count`` events of ``conn_id`` are no longer in flight."""
+        in_flight = self._source_inflight.get(conn_id)
+        if in_flight is None:
+            return  # released
+        in_flight -= count
+        self._source_inflight[conn_id] = in_flight
+        if conn_id in self._over_share and in_flight <= self._source_limit // 2:
+            self._over_share.discard(conn_id)
+            self._resume((conn_id,))
+
+    def _pause(self, conn_id: int, paused: set[int]) -> bool:
+        """Stop reading ``conn_id``, held by ``paused`` (one of the rules' sets); False if it
+        cannot be paused."""
+        if not self._throttle.pause(conn_id):
+            return False
+        paused.add(conn_id)
+        return True
+
+    def _resume(self, conn_ids: Iterable[int]) -> None:
+        """Read these again, except the ones another rule still holds (the caller has taken
+        them out of its own set)."""
+        free = [conn_id for conn_id in conn_ids if not self._held(conn_id)]
+        if free:
+            self._throttle.resume(free)
+
+    def _held(self, conn_id: int) -> bool:
+        if conn_id in self._over_share or conn_id in self._pending_paused:
+            return True
+        info = self._assigned.get(conn_id)
+        return info is not None and conn_id in info.paused
 
     def _assign(self, conn_id: int) -> WorkerInfo | None:
         if not self._workers:
@@ -248,16 +315,20 @@ class WorkerPool:
         if info is None:
             return
         moved = [conn for conn, owner in self._assigned.items() if owner is info]
+        over_share = self._over_share.intersection(moved)
         for conn in moved:
             del self._assigned[conn]
+            # SHARE: all its events in flight were with that worker.
+            if conn in self._source_inflight:
+                self._source_inflight[conn] = 0
+        self._over_share -= over_share
         self._counters.inc("workers_lost")
         log.warning(
             "worker %s lost (%s); %d sources move to %d remaining workers",
             info.name, why, len(moved), len(self._workers),
         )
-        if info.paused:
-            self._throttle.resume(info.paused)
-            info.paused = set()
+        paused, info.paused = info.paused, set()
+        self._resume(paused | over_share)
 
     def _dispatch_again(self, batches: list[tuple[int, SourceHeader, list[bytes]]]) -> None:
         for conn_id, header, events in batches:
@@ -265,8 +336,8 @@ class WorkerPool:
 
     def _hold(self, conn_id: int, header: SourceHeader, events: list[bytes]) -> None:
         if self._pending_events + len(events) > self._pending_limit:
-            if conn_id not in self._pending_paused:
-                self._pause(conn_id, self._pending_paused)
+            if conn_id not in self._pending_paused and self._pause(conn_id, self._pending_paused):
+                self._counters.values["reads_paused"] += 1
             if conn_id not in self._pending_paused:  # cannot wait: not a client
                 self._counters.inc("no_worker_drops", len(events))
                 return
@@ -278,6 +349,5 @@ class WorkerPool:
         self._pending_events = 0
         paused, self._pending_paused = self._pending_paused, set()
         # Resumed first: a source that the dispatch finds over a worker's credit pauses again.
-        if paused:
-            self._throttle.resume(paused)
+        self._resume(paused)
         self._dispatch_again(list(pending))

@@ -65,3 +65,36 @@ def test_a_stopped_worker_pauses_its_sender_and_loses_nothing(
         assert ingest["counters"]["no_worker_drops"] == 0
         assert ingest["counters"]["worker_backlog_drops"] == 0
         assert ingest["gauges"]["paused_sources"] == 0
+
+
+
+def test_a_flooding_sender_is_paused_for_its_share_and_loses_nothing(tmp_path: Path) -> None:
+    """SHARE: a sender with more than --source-inflight-limit events in flight is paused on
+    its own (a read of a flood holds hundreds), far below its worker's limit; it and its
+    neighbour lose nothing. Which rule holds whom is tests/unit/test_workerpool.py's."""
+    extra = ("--source-inflight-limit", "20", "--store", "false")
+    with running_node(tmp_path / "data", workers=1, extra=extra) as node:
+        with node.connect() as receiver, node.connect() as flooder, node.connect() as neighbour:
+            run = uuid.uuid4().hex[:8]
+            for client, name in ((flooder, "flooder"), (neighbour, "neighbour")):
+                client.send(sa_event(f"{name}-{run}", f"{name}-{run}"))
+                receiver.recv_until(f"{name}-{run}".encode())
+            flood = [f"f-{run}-{n}".encode() for n in range(EVENTS)]
+            mine = [f"n-{run}-{n}".encode() for n in range(20)]
+            writer = threading.Thread(
+                target=flooder.send,
+                args=(b"".join(marker_event(uid.decode()) for uid in flood),), daemon=True,
+            )
+            writer.start()
+            for uid in mine:
+                neighbour.send(marker_event(uid.decode()))
+            writer.join(30)
+            assert not writer.is_alive(), "the server never read the rest of the flood"
+            received = receiver.recv_all([flood[-1], mine[-1]], timeout=30)
+            uids = [m[1] for event in received if (m := _UID.search(event))]
+            assert [uid for uid in uids if uid.startswith(b"f-")] == flood
+            assert [uid for uid in uids if uid.startswith(b"n-")] == mine
+        ingest = next(p for p in node.stats() if p["role"] == "ingest")
+        assert ingest["counters"]["reads_paused_share"] >= 1
+        assert ingest["counters"]["reads_paused"] == 0  # the worker's limit was never reached
+        assert ingest["gauges"]["paused_sources"] == 0

@@ -1,4 +1,5 @@
-"""The worker pool's CREDIT: a source is not read while its worker has too much in flight."""
+"""The worker pool's CREDIT and SHARE: a source is not read while its worker, or the source
+itself, has too much in flight."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from otszmq.metrics import Counters
 from otszmq.wire import DONE, HELLO, SourceHeader, SourceKind, pack_done, unpack_work
 
 LIMIT = 100
+SOURCE_LIMIT = LIMIT  # the CREDIT tests: one source alone is over its share when over LIMIT
+SHARE = 20  # the SHARE tests' source limit, a fifth of LIMIT
 PENDING_LIMIT = 10
 INJECT = 0  # a source the throttle cannot pause, like ingest's inject pseudo source
 RECV_TIMEOUT_MS = 2000
@@ -38,7 +41,9 @@ class Throttle:
 
 
 class Rig:
-    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> None:
+    def __init__(
+        self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str, source_limit: int
+    ) -> None:
         self.router = context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.router.bind(endpoint)
@@ -48,7 +53,8 @@ class Rig:
         self.throttle = Throttle()
         self.flushes_due = 0
         self.pool = WorkerPool(
-            self.router, self.counters, PENDING_LIMIT, LIMIT, self.throttle, self._flush_due
+            self.router, self.counters, PENDING_LIMIT, LIMIT, source_limit, self.throttle,
+            self._flush_due,
         )
 
     def _flush_due(self) -> None:
@@ -84,7 +90,7 @@ class Rig:
 @pytest.fixture
 def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    made = Rig(context, f"inproc://{request.node.name}")
+    made = Rig(context, f"inproc://{request.node.name}", getattr(request, "param", SOURCE_LIMIT))
     yield made
     made.close()
     context.term()
@@ -117,13 +123,20 @@ def test_a_done_beyond_what_was_sent_counts_only_what_was_sent(rig: Rig) -> None
     assert rig.throttle.paused == {1}
 
 
-def test_a_lost_worker_resumes_its_paused_sources(rig: Rig) -> None:
+@pytest.mark.parametrize(
+    ("rig", "count"), [(SOURCE_LIMIT, LIMIT + 1), (SHARE, SHARE + 1)], indirect=["rig"],
+    ids=["credit", "share"],
+)
+def test_a_lost_worker_resumes_its_paused_sources(rig: Rig, count: int) -> None:
     rig.join()
-    rig.dispatch(1, LIMIT + 1)
+    rig.dispatch(1, count)
     rig.pool.flush()
     assert rig.throttle.paused == {1}
     rig.pool.sweep(time.monotonic() + WORKER_TIMEOUT + 1)
     assert rig.pool.alive == 0
+    assert rig.throttle.paused == set()
+    rig.join()  # back: the source starts from nothing in flight
+    rig.dispatch(1, SHARE)
     assert rig.throttle.paused == set()
 
 
@@ -171,3 +184,53 @@ def test_malformed_and_unknown_worker_messages_are_counted_or_ignored(rig: Rig) 
     rig.tell(b"WHAT", b"")
     assert rig.counters.values["worker_bad_messages"] == 2
     assert rig.pool.alive == 1
+
+
+
+@pytest.mark.parametrize("rig", [SHARE], indirect=True)
+def test_a_flooding_source_is_paused_alone_until_half_its_events_are_done(rig: Rig) -> None:
+    rig.join()
+    rig.dispatch(1, 15)
+    rig.dispatch(2, 1)
+    rig.pool.flush()
+    rig.dispatch(1, 10)  # 25 of source 1 in flight: over its share, the worker far from LIMIT
+    rig.dispatch(2, 1)
+    assert rig.throttle.paused == {1}
+    assert rig.counters.values["reads_paused_share"] == 1
+    assert rig.counters.values["reads_paused"] == 0
+    rig.pool.flush()
+    assert [sent for sent, _ in rig.work()] == [16, 27]
+
+    rig.tell(DONE, pack_done(16))  # source 1 has 10 left, its share's half
+    assert rig.throttle.paused == set()
+    assert rig.throttle.resumed == [1]
+    assert rig.counters.snapshot()["gauges"]["paused_sources"] == 0
+
+
+@pytest.mark.parametrize("rig", [SHARE], indirect=True)
+def test_a_source_stays_paused_while_either_rule_holds_it(rig: Rig) -> None:
+    rig.join()
+    rig.dispatch(INJECT, LIMIT - 10)  # not pausable: fills the worker
+    rig.dispatch(1, SHARE + 15)  # over its share, and its worker over LIMIT
+    assert rig.throttle.paused == {1}
+    assert rig.counters.values["reads_paused"] == rig.counters.values["reads_paused_share"] == 1
+    assert rig.counters.snapshot()["gauges"]["paused_sources"] == 1
+    rig.pool.flush()
+    rig.tell(DONE, pack_done(LIMIT - 10))  # the worker is down to half, not source 1
+    assert rig.throttle.paused == {1}
+    assert rig.throttle.resumed == []
+    rig.tell(DONE, pack_done(LIMIT + SHARE + 5))  # (a dispatch retires whole)
+    assert rig.throttle.paused == set()
+    assert rig.throttle.resumed == [1]
+
+
+@pytest.mark.parametrize("rig", [SHARE], indirect=True)
+def test_a_released_source_over_its_share_is_not_resumed(rig: Rig) -> None:
+    rig.join()
+    rig.dispatch(1, SHARE + 1)
+    rig.dispatch(3, 2)
+    rig.pool.flush()
+    rig.pool.release(1)
+    rig.tell(DONE, pack_done(SHARE + 3))
+    assert rig.throttle.resumed == []
+    assert rig.counters.snapshot()["gauges"]["paused_sources"] == 0
