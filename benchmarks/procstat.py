@@ -193,7 +193,8 @@ class WindowProbe:
     pss_kb: dict[int, int] = field(default_factory=dict)
     self_start: tuple[float, float] | None = None
     self_stop: tuple[float, float] | None = None
-    self_waits: tuple[dict[int, int] | None, dict[int, int] | None] = (None, None)
+    self_waits_start: dict[int, int] | None = None
+    self_waits_stop: dict[int, int] | None = None
     system_start: tuple[float, float, float] | None = None
     system_stop: tuple[float, float, float] | None = None
     others_start: dict[int, tuple[str, float]] = field(default_factory=dict)
@@ -203,7 +204,7 @@ class WindowProbe:
         self.watches = [ProcWatch(pid) for pid in self.server_pids]
         self.sample()
         self.self_start = (time.monotonic(), self_cpu_seconds())
-        self.self_waits = (read_waits(os.getpid()), None)
+        self.self_waits_start = read_waits(os.getpid())
         self.system_start = system_cpu_seconds()
         self.others_start = other_processes_cpu(self._ours())
 
@@ -222,7 +223,7 @@ class WindowProbe:
 
     def stop(self) -> None:
         self.self_stop = (time.monotonic(), self_cpu_seconds())
-        self.self_waits = (self.self_waits[0], read_waits(os.getpid()))
+        self.self_waits_stop = read_waits(os.getpid())
         self.system_stop = system_cpu_seconds()
         self.others_stop = other_processes_cpu(self._ours())
         self.sample()
@@ -238,7 +239,7 @@ class WindowProbe:
             wall = self.self_stop[0] - self.self_start[0]
             cpu = self.self_stop[1] - self.self_start[1]
             cpu_percent = round(100.0 * cpu / wall, 1) if wall > 0 else None
-            wait = wait_ms_per_s(*self.self_waits, wall)
+            wait = wait_ms_per_s(self.self_waits_start, self.self_waits_stop, wall)
         return {
             "pid": os.getpid(), "cpu_percent": cpu_percent, "runqueue_wait_ms_per_s": wait,
             "rss_max_kb": self_max_rss_kb(),
