@@ -42,6 +42,7 @@ from otszmq.wire import (
     unpack_shed,
     unpack_work,
 )
+from otszmq.workers.budget import SourceBudget
 from otszmq.workers.cot import BATCH_MAX_EVENTS, CotEvent, CotParser
 from otszmq.workers.router import Decision, route
 
@@ -122,7 +123,7 @@ class WorkerService:
         self.counters.preset(
             "events_in", "events_routed", "parse_errors", "wire_errors", "dropped_ping",
             "dropped_protocol_negotiation", "probes", "records_out", "events_not_stored",
-            "parse_batch_fallbacks",
+            "parse_batch_fallbacks", "kept_over_budget",
         )
         # STORE: records for the store stage not sent yet (see _send_records_when_due).
         self._records = RecordPacker()
@@ -137,6 +138,9 @@ class WorkerService:
         # SHED: which sheddable records to build is drawn at random, so that every source is
         # thinned alike (a counter would pick the same source each time in a periodic stream).
         self._draw = random.Random().random
+        # SHED: what each source may still have recorded while the store sheds (budget.py).
+        self._kept_budget = SourceBudget()
+        self._over_budget_log = LogThrottle()
         self._stop = False
 
     def request_stop(self) -> None:
@@ -370,9 +374,8 @@ class WorkerService:
         # SHED: the store asks for the share of sheddable records it can write; building the
         # rest would cost routing for nothing (otszmq.wire).
         # NOTE: _keep_until first, so a worker that is not shedding reads no clock per batch.
-        keep = (
-            self._keep if self._keep_until > 0.0 and time.monotonic() < self._keep_until else 1.0
-        )
+        now = time.monotonic() if self._keep_until > 0.0 else 0.0
+        keep = self._keep if now < self._keep_until else 1.0
         if records is not None and keep > 0.0:
             self._records_all_kept = False
         draw = self._draw
@@ -397,10 +400,21 @@ class WorkerService:
                 kind = record_kind(event)
                 if kind is None:
                     continue
-                if keep < 1.0 and (keep <= 0.0 or draw() >= keep) and sheddable(kind, event):
-                    self._skipped += 1
-                    counters["events_not_stored"] += 1
-                    continue
+                if keep < 1.0:
+                    if sheddable(kind, event):
+                        if keep <= 0.0 or draw() >= keep:
+                            self._skipped += 1
+                            counters["events_not_stored"] += 1
+                            continue
+                    elif not self._kept_budget.allow((source.ingest, source.conn), now):
+                        counters["kept_over_budget"] += 1
+                        counters["events_not_stored"] += 1
+                        self._over_budget_log.warning(
+                            log, "%s sends more of what the store keeps while it sheds than "
+                            "its budget (%d per %g s): the rest is routed, not recorded",
+                            source.peer, self._kept_budget.limit, self._kept_budget.window,
+                        )
+                        continue
                 records.add(build_record(kind, event, source.sender_uid, source.groups_in))
         return well_formed
 

@@ -34,6 +34,7 @@ from otszmq.wire import (
     unpack_routed_batch,
 )
 from otszmq.workers import service as worker_service
+from otszmq.workers.budget import SourceBudget
 from otszmq.workers.service import PUBLISH_EVENTS, WorkerConfig, WorkerService
 from tests.support import instant_event, marker_event, sa_event
 
@@ -75,6 +76,15 @@ class Rig:
         header = SourceHeader(SourceKind.EVENT, "ingest-t", 0, "127.0.0.1:0", "", ())
         self.sent += len(events)
         self.ingest.send_multipart((WORKER_IDENTITY, pack_work(self.sent, [(header, events)])))
+
+    def send_sources(self, events: dict[int, list[bytes]]) -> None:
+        """One message from ingest: each connection's events."""
+        items = [
+            (SourceHeader(SourceKind.EVENT, "ingest-t", conn, f"127.0.0.1:{conn}", "", ()), batch)
+            for conn, batch in events.items()
+        ]
+        self.sent += sum(len(batch) for batch in events.values())
+        self.ingest.send_multipart((WORKER_IDENTITY, pack_work(self.sent, items)))
 
     def send_work(self, sources: int, events_each: int, tag: str = "m") -> None:
         """One message from ingest: `sources` connections with `events_each` SA events each."""
@@ -334,6 +344,38 @@ def test_while_the_store_keeps_none_what_people_write_is_still_recorded_as_kept(
     published = rig.published()
     assert [topic for topic, _ in published] == [TOPIC_EVENT, TOPIC_RECORD]
     assert [record[1] for record in unpack_records(published[1][1])] == ["alert-2", "sa-3"]
+
+
+def test_while_the_store_sheds_one_source_cannot_take_the_room_of_the_kept_records(
+    rig: Rig,
+) -> None:
+    rig.worker._kept_budget = SourceBudget(limit=3, window=3600.0)
+    rig.say_shed(pack_shed(0.0))
+    rig.send_sources({
+        1: [alert_event(f"flood-{n}") for n in range(10)],
+        2: [alert_event("alert-2"), marker_event("spot-2")],
+    })
+    rig.wait_queued()
+    rig.worker._drain(rig.dealer)
+
+    published = rig.published()
+    assert len(unpack_routed_batch(published[0][1]).events) == 12  # all routed
+    ((topic, skipped, kept),) = record_frames(published)
+    assert topic == TOPIC_RECORD_KEPT
+    assert [record[1] for record in kept] == [
+        "flood-0", "flood-1", "flood-2", "alert-2", "spot-2",
+    ]
+    assert skipped == 0  # not what the store could have had: it keeps these kinds
+    assert rig.worker.counters.values["kept_over_budget"] == 7
+    assert rig.worker.counters.values["events_not_stored"] == 7
+
+    rig.say_shed(pack_shed(1.0))  # not shedding: no budget
+    rig.send_sources({1: [alert_event("flood-10")]})
+    rig.wait_queued()
+    rig.worker._drain(rig.dealer)
+    ((_, _, records),) = record_frames(rig.published())
+    assert [record[1] for record in records] == ["flood-10"]
+    assert rig.worker.counters.values["kept_over_budget"] == 7
 
 
 def test_a_keep_ratio_thins_sheddable_records_at_random_and_keeps_the_rest(rig: Rig) -> None:
