@@ -18,19 +18,21 @@ from typing import Final
 
 KEPT_LIMIT: Final = 200
 KEPT_WINDOW: Final = 10.0
-SOURCES_LIMIT: Final = 10_000
-"""Sources tracked at most; cleared when full (each a live connection of the window)."""
 
 
 class SourceBudget:
     """At most ``limit`` uses per source in each ``window`` seconds (a fixed window that starts
-    at the source's first use after the last one ended)."""
+    at the source's first use after the last one ended). At most ``sources`` are tracked; when
+    full, they are forgotten (each starts over), as the worker's other per-source caches are."""
 
-    __slots__ = ("_limit", "_used", "_window")
+    __slots__ = ("_limit", "_sources", "_used", "_window")
 
-    def __init__(self, limit: int = KEPT_LIMIT, window: float = KEPT_WINDOW) -> None:
+    def __init__(
+        self, sources: int, limit: int = KEPT_LIMIT, window: float = KEPT_WINDOW
+    ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("limit must be >= 1 and window > 0")
+        self._sources = sources
         self._limit = limit
         self._window = window
         self._used: dict[Hashable, tuple[float, int]] = {}  # source -> (window start, used)
@@ -50,7 +52,7 @@ class SourceBudget:
             started, used = now, 0
         if used >= self._limit:
             return False
-        if len(self._used) >= SOURCES_LIMIT and source not in self._used:
+        if len(self._used) >= self._sources and source not in self._used:
             self._used.clear()
         self._used[source] = (started, used + 1)
         return True

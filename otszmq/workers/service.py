@@ -139,7 +139,7 @@ class WorkerService:
         # thinned alike (a counter would pick the same source each time in a periodic stream).
         self._draw = random.Random().random
         # SHED: what each source may still have recorded while the store sheds (budget.py).
-        self._kept_budget = SourceBudget()
+        self._kept_budget = SourceBudget(SOURCE_CACHE_LIMIT)
         self._over_budget_log = LogThrottle()
         self._stop = False
 

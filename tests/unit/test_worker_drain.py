@@ -349,7 +349,7 @@ def test_while_the_store_keeps_none_what_people_write_is_still_recorded_as_kept(
 def test_while_the_store_sheds_one_source_cannot_take_the_room_of_the_kept_records(
     rig: Rig,
 ) -> None:
-    rig.worker._kept_budget = SourceBudget(limit=3, window=3600.0)
+    rig.worker._kept_budget = SourceBudget(100, limit=3, window=3600.0)
     rig.say_shed(pack_shed(0.0))
     rig.send_sources({
         1: [alert_event(f"flood-{n}") for n in range(10)],
