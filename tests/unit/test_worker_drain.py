@@ -73,9 +73,7 @@ class Rig:
 
     def send_events(self, events: list[bytes]) -> None:
         """One message from ingest: these events, from one connection."""
-        header = SourceHeader(SourceKind.EVENT, "ingest-t", 0, "127.0.0.1:0", "", ())
-        self.sent += len(events)
-        self.ingest.send_multipart((WORKER_IDENTITY, pack_work(self.sent, [(header, events)])))
+        self.send_sources({0: events})
 
     def send_sources(self, events: dict[int, list[bytes]]) -> None:
         """One message from ingest: each connection's events."""
@@ -88,13 +86,10 @@ class Rig:
 
     def send_work(self, sources: int, events_each: int, tag: str = "m") -> None:
         """One message from ingest: `sources` connections with `events_each` SA events each."""
-        items = []
-        for conn in range(sources):
-            header = SourceHeader(SourceKind.EVENT, "ingest-t", conn, f"127.0.0.1:{conn}", "", ())
-            events = [sa_event(f"{tag}-{conn}-{n}", f"cs-{conn}-{n}") for n in range(events_each)]
-            items.append((header, events))
-        self.sent += sources * events_each
-        self.ingest.send_multipart((WORKER_IDENTITY, pack_work(self.sent, items)))
+        self.send_sources({
+            conn: [sa_event(f"{tag}-{conn}-{n}", f"cs-{conn}-{n}") for n in range(events_each)]
+            for conn in range(sources)
+        })
 
     def dones(self) -> list[int]:
         """The running totals of the DONEs the worker sent back so far."""
