@@ -10,18 +10,15 @@ from otszmq.wire import RouteFlag, RouteMode, SourceHeader, SourceKind
 from otszmq.workers.cot import CotEvent, parse_event
 from otszmq.workers.kinds import REPLAYABLE_KINDS, classify
 from otszmq.workers.router import Decision, route
+from tests.support import instant_event
 
 SENDER = "ANDROID-sender"
 SOURCE = SourceHeader(SourceKind.EVENT, "ingest-1", 7, "127.0.0.1:5000", SENDER, ("__ANON__",), "")
-TIMES = 'time="2026-12-07T10:00:00Z" start="2026-12-07T10:00:00Z" stale="2026-12-07T10:02:00Z"'
 
 
 def event(cot_type: str, detail: str = "", uid: str = "item-1") -> CotEvent:
-    return parse_event(
-        f'<event version="2.0" uid="{uid}" type="{cot_type}" {TIMES} how="m-g">'
-        f'<point lat="1.0" lon="2.0" hae="0" ce="9" le="9"/><detail>{detail}</detail></event>'
-        .encode()
-    )
+    # Routing reads neither times nor position: the shared builder's instant event will do.
+    return parse_event(instant_event(uid, cot_type, "m-g", detail))
 
 
 def test_an_sa_without_destinations_is_a_replayable_position_broadcast() -> None:
