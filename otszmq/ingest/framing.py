@@ -71,6 +71,17 @@ _TYPE_RE = re.compile(
 )
 
 
+# PERF: a whole plain <event> in one match: its start tag (quoted values may hold '>' or
+# '</event>'), then content up to the first '</event>' holding none of the markup the machine
+# must look at (comments, CDATA, PIs, nested or spaced event tags). It takes exactly the frame
+# the machine would cut; anything else fails to match and the machine reads it (the chunking
+# property tests compare the two). Leading whitespace between frames is skipped.
+_PLAIN_EVENT = re.compile(
+    rb"[ \t\r\n]*+(<event(?=[ \t\r\n/>])" + _TAG_PART.pattern + rb"(?<!/)>"
+    rb"[^<]*+(?:<(?![!?]|/?event[ \t\r\n/>])[^<]*+)*+</event>)"  # unrolled: one test per '<'
+)
+
+
 def _content_pattern(name: bytes) -> re.Pattern[bytes]:
     # Only markup that can hide or move the end of the root element matters; ordinary child tags
     # are passed over inside the regex engine, without a Python-level step each.
@@ -177,6 +188,9 @@ class XmlFramer(StreamFramer[Frame]):
             origin -= len(buf)
             data, buf = bytes(buf) + data, bytearray()
             self._buf = buf
+        # Frames are slices of data and must be bytes: a bytearray is copied once here
+        # (bytes(data) of bytes is data itself).
+        data = bytes(data)
         pos = 0
         if buf:
             # PERF: an item is half read. Append the chunk and finish that one item inside the
@@ -192,6 +206,14 @@ class XmlFramer(StreamFramer[Frame]):
             # have been found by the previous feed.
             self._buf = bytearray()
             pos = end - base
+        # PERF: most chunks are whole plain events, taken here one regex match each; the
+        # machine only runs from the first thing that is not one (or a partial event).
+        match, kind, limit = _PLAIN_EVENT.match, FrameKind.EVENT, self._max
+        while (m := match(data, pos, pos + limit)) is not None:
+            frames.append(Frame(kind, m[1]))
+            pos = m.end()
+        if pos == len(data):
+            return frames
         keep = self._run(data, pos, pos, frames, handoff=False, origin=origin)
         if keep < len(data):
             if self._state != _IDLE:
@@ -259,10 +281,10 @@ class XmlFramer(StreamFramer[Frame]):
                     continue
                 name = m[_OPEN_NAME]
                 if name == b"event" and not handoff:
-                    close = _fast_event_end(view, pos, start, limit)
-                    if close:
-                        frames.append(Frame(FrameKind.EVENT, bytes(view[start:close])))
-                        pos = close
+                    plain = _PLAIN_EVENT.match(view, start, limit)
+                    if plain is not None:
+                        frames.append(Frame(FrameKind.EVENT, plain[1]))
+                        pos = plain.end()
                         continue
                 kind, content_re = _ROOT_KIND[name], _CONTENT_RE[name]
                 state, depth = _TAG, 0
@@ -329,31 +351,6 @@ class XmlFramer(StreamFramer[Frame]):
             f"expected <event>, <auth>, <?xml?> or a comment between frames at stream byte "
             f"{origin + pos}, got {bytes(view[pos : pos + _ERR_SNIPPET])!r}"
         )
-
-
-# Markup that the fast path cannot vouch for inside an event's content.
-_FAST_BAIL = re.compile(rb"<(?:[!?]|/?event[ \t\r\n/>])")
-_CLOSE = b"</event>"
-
-
-def _fast_event_end(view: bytes | bytearray, pos: int, start: int, limit: int) -> int:
-    """End index of a plain ``<event>`` wholly inside ``view``, or 0 to use the full machine.
-
-    PERF: the common case - a whole event in one chunk, no comments, CDATA, PIs, nested events
-    or spaced close tags - costs three C-level searches instead of a state-machine step per
-    quoted attribute. It accepts exactly the frames the machine would cut; anything unusual
-    returns 0 and the machine handles it (the chunking property tests compare the two).
-    """
-    close = view.find(_CLOSE, pos, limit)
-    if close < 0:
-        return 0
-    m = _TAG_PART.match(view, pos, close)
-    tag_end = m.end() if m else pos
-    if tag_end >= close or view[tag_end] != _GT or view[tag_end - 1] == _SLASH:
-        return 0  # an unterminated quote, or a self-closing root
-    if _FAST_BAIL.search(view, tag_end, close):
-        return 0
-    return close + len(_CLOSE)
 
 
 def event_type(frame: bytes) -> bytes | None:

@@ -208,6 +208,17 @@ def test_auth_then_events() -> None:
         ),
         (b"<auth/><auth></auth >", [b"<auth/>", b"<auth></auth >"]),
         (b"<event><event></event\n></event\t>", [b"<event><event></event\n></event\t>"]),
+        (
+            b'<event a="x>y" b=\'>\'><d v="/>"/></event><event/>',
+            [b'<event a="x>y" b=\'>\'><d v="/>"/></event>', b"<event/>"],
+        ),
+        (b'<event a="x"/><event a="\'"></event>', [b'<event a="x"/>', b'<event a="\'"></event>']),
+        # Not well-formed ('<' in a value), but cut where the quotes say: the worker rejects it.
+        (b'<event a="x>y</event>z"></event>', [b'<event a="x>y</event>z"></event>']),
+        (
+            b" \r\n\t<event></event>\n<event> <x/> </event>",
+            [b"<event></event>", b"<event> <x/> </event>"],
+        ),
     ],
     ids=[
         "nested",
@@ -220,6 +231,10 @@ def test_auth_then_events() -> None:
         "lookalike-close-tags",
         "auth-forms",
         "close-tags-with-newline-tab",
+        "markup-in-quoted-values",
+        "self-closing-then-quote-in-value",
+        "close-tag-in-quoted-value",
+        "whitespace-between-frames",
     ],
 )
 def test_structure_inside_frames(stream: bytes, frames: list[bytes]) -> None:
@@ -354,6 +369,7 @@ def test_bom_is_skipped(prefix: bytes) -> None:
         (b"\x0b<event/>", b"\x0b<event/>"),  # vertical tab is not XML whitespace
         (PING + b"\ntrailing junk", b"trailing junk"),
         (AUTH + b"<auth" + b"x" * 30, b"<auth" + b"x" * 11),
+        (b'<event a="/"/><auth/></event>', b"</event>"),  # the root closed itself
     ],
     ids=[
         "text",
@@ -369,6 +385,7 @@ def test_bom_is_skipped(prefix: bytes) -> None:
         "vertical-tab",
         "after-frame",
         "long-garbage",
+        "after-self-closing-root",
     ],
 )
 def test_garbage_between_frames(stream: bytes, found: bytes) -> None:
