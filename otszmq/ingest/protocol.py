@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# PERF: a module name is read in ~6 ns, an Enum member through its class in ~70 (CPython 3.11).
+_EVENT_FRAME = FrameKind.EVENT
+
 WRITE_HIGH_WATER = 256 * 1024
 """Bytes the transport may buffer before the client counts as slow (pause_writing)."""
 
@@ -88,7 +91,7 @@ class CotStreamProtocol(asyncio.Protocol):
         service = self.service
         events: list[bytes] = []
         for frame in frames:
-            if frame.kind is FrameKind.EVENT:
+            if frame.kind is _EVENT_FRAME:
                 event = frame.data
                 # PERF: a C substring scan first; the start tag is read only for likely hits.
                 if negotiation.CONTROL_PREFIX in event and _is_control(event):

@@ -158,6 +158,9 @@ _RB_ELEMENTS: Final = {
 }
 
 _NOT_STORED: Final = frozenset({EventKind.PING, EventKind.PONG, EventKind.PROTOCOL})
+# PERF: a module name is read in ~6 ns, an Enum member through its class in ~70 (CPython 3.11).
+_SA: Final = EventKind.SA
+_CHAT: Final = EventKind.CHAT
 
 
 class Record(NamedTuple):
@@ -349,12 +352,12 @@ _BY_EVENT_KIND: Final = {
 def record_kind(event: CotEvent) -> str | None:
     """The RecordKind of an event, or None for what is never stored (pings, negotiation)."""
     kind = classify(event.type)
-    if kind is EventKind.SA:
+    if kind is _SA:
         # OTS's rule: a device reports itself with <takv> or a contact endpoint; any other
         # a-* (a 2525 marker, a track from ADS-B/AIS) is an item on the map.
         device = event.takv_platform is not None or event.takv_device is not None
         return RecordKind.EUD if device or event.endpoint else RecordKind.MARKER
-    if kind is EventKind.CHAT:
+    if kind is _CHAT:
         # Receipts (b-t-f-d, b-t-f-r) and a b-t-f without <__chat> are logged only.
         return RecordKind.CHAT if event.chat is not None and event.type == "b-t-f" else (
             RecordKind.EVENT
