@@ -207,7 +207,8 @@ class XmlFramer(StreamFramer[Frame]):
             self._buf = bytearray()
             pos = end - base
         # PERF: most chunks are whole plain events, taken here one regex match each; the
-        # machine only runs from the first thing that is not one (or a partial event).
+        # machine only runs from the first thing that is not one (or a partial event). No match
+        # reaches past max_event_size bytes: a longer frame is the machine's to refuse.
         match, kind, limit = _PLAIN_EVENT.match, FrameKind.EVENT, self._max
         while (m := match(data, pos, pos + limit)) is not None:
             frames.append(Frame(kind, m[1]))
